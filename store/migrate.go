@@ -111,6 +111,31 @@ func (s *Store) Migrate(ctx context.Context) (applied int, err error) {
 	return applied, nil
 }
 
+// MigrationStatus lists the embedded migrations already applied to the
+// database and those still pending, by file name.
+func (s *Store) MigrationStatus(ctx context.Context) (applied, pending []string, err error) {
+	ms, err := loadMigrations(s.dialect)
+	if err != nil {
+		return nil, nil, err
+	}
+	var done []int
+	if err := s.db.SelectContext(ctx, &done, `SELECT version FROM schema_migrations`); err != nil && !strings.Contains(err.Error(), "schema_migrations") {
+		return nil, nil, fmt.Errorf("migration status: %w", err)
+	}
+	have := make(map[int]bool, len(done))
+	for _, v := range done {
+		have[v] = true
+	}
+	for _, m := range ms {
+		if have[m.version] {
+			applied = append(applied, m.name)
+		} else {
+			pending = append(pending, m.name)
+		}
+	}
+	return applied, pending, nil
+}
+
 // SchemaVersion returns the highest applied migration, 0 for an empty database.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v *int

@@ -8,5 +8,5 @@ import (
 
 func TestPostgres(t *testing.T) {
 	storetest.PostgresURL(t)
-	storetest.Run(t, storetest.OpenPostgres())
+	storetest.Run(t, storetest.FreshPostgres)
 }

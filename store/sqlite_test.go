@@ -7,5 +7,5 @@ import (
 )
 
 func TestSQLite(t *testing.T) {
-	storetest.Run(t, storetest.OpenSQLite())
+	storetest.Run(t, storetest.FreshSQLite)
 }

@@ -34,6 +34,11 @@ type Store struct {
 	clients  *clientCache
 	keySeal  *Sealer // nil without a system secret
 	totpSeal *Sealer
+
+	// writeLock admits one SQLite write transaction of this process at a
+	// time, so requests queue here instead of holding pool connections
+	// while SQLite's busy handler waits for the file lock. nil on PostgreSQL.
+	writeLock chan struct{}
 }
 
 // Options tune a Store. The zero value is usable.
@@ -102,6 +107,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		stmts:   make(map[string]*sqlx.Stmt),
 	}
 	s.clients = newClientCache(opts.ClientCacheTTL, opts.Now)
+	if target.dialect == sqlite {
+		s.writeLock = make(chan struct{}, 1)
+	}
 	if len(opts.SystemSecret) > 0 {
 		if s.keySeal, err = NewSealer("signing-keys", opts.SystemSecret, opts.OldSystemSecrets...); err != nil {
 			_ = db.Close()
@@ -166,10 +174,25 @@ func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // stmt returns a prepared statement for query (written with ? placeholders),
 // bound to the transaction in ctx when there is one.
+//
+// Inside a transaction it never takes a second connection from the pool: if
+// every other connection is held by requests waiting for this transaction's
+// locks, that would deadlock. A statement not yet prepared is then prepared
+// on the transaction's own connection, for this use only.
 func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 	s.stmtMu.RLock()
 	st, ok := s.stmts[query]
 	s.stmtMu.RUnlock()
+	if tx := txFrom(ctx); tx != nil {
+		if ok {
+			return tx.StmtxContext(ctx, st), nil
+		}
+		st, err := tx.PreparexContext(ctx, tx.Rebind(query))
+		if err != nil {
+			return nil, fmt.Errorf("prepare %q: %w", query, err)
+		}
+		return st, nil
+	}
 	if !ok {
 		s.stmtMu.Lock()
 		if st, ok = s.stmts[query]; !ok {
@@ -182,9 +205,6 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 			s.stmts[query] = st
 		}
 		s.stmtMu.Unlock()
-	}
-	if tx := txFrom(ctx); tx != nil {
-		return tx.StmtxContext(ctx, st), nil
 	}
 	return st, nil
 }

@@ -34,8 +34,16 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if st, ok := ctx.Value(txKey{}).(*txState); ok {
 		return context.WithValue(ctx, txKey{}, &txState{tx: st.tx}), nil
 	}
+	if s.writeLock != nil {
+		select {
+		case s.writeLock <- struct{}{}:
+		case <-ctx.Done():
+			return ctx, fmt.Errorf("begin transaction: %w", ctx.Err())
+		}
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
+		s.unlockWrites()
 		return ctx, fmt.Errorf("begin transaction: %w", s.mapErr(err))
 	}
 	return context.WithValue(ctx, txKey{}, &txState{tx: tx, owner: true}), nil
@@ -50,6 +58,7 @@ func (s *Store) Commit(ctx context.Context) error {
 	if !st.owner {
 		return nil
 	}
+	defer s.unlockWrites()
 	if err := st.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", s.mapErr(err))
 	}
@@ -66,10 +75,17 @@ func (s *Store) Rollback(ctx context.Context) error {
 	if !st.owner {
 		return nil
 	}
+	defer s.unlockWrites()
 	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sqlErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil
+}
+
+func (s *Store) unlockWrites() {
+	if s.writeLock != nil {
+		<-s.writeLock
+	}
 }
 
 // InTx runs fn in a transaction (joining one already in ctx) and commits when

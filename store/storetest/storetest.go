@@ -21,21 +21,44 @@ import (
 	"github.com/latchkey-oidc/latchkey/store"
 )
 
+// FreshDB creates a fresh, empty database for t and returns its URL.
+type FreshDB func(t testing.TB) string
+
 // Opener opens a fresh, empty, migrated store with the given options.
 type Opener func(t *testing.T, opts store.Options) *store.Store
 
-// Run runs the whole suite against the backend that open creates.
-func Run(t *testing.T, open Opener) {
+// Run runs the whole suite against the backend whose databases fresh creates.
+func Run(t *testing.T, fresh FreshDB) {
+	open := func(t *testing.T, opts store.Options) *store.Store {
+		t.Helper()
+		return OpenURL(t, fresh(t), opts)
+	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.run(t, open)
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
+	}
+	for _, tc := range sharedTests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, fresh) })
 	}
 }
 
+// test is one test of the suite; it gets a fresh store per call to open.
 type test struct {
 	name string
 	run  func(t *testing.T, open Opener)
+}
+
+// sharedTest gets database URLs instead, for tests that open several stores
+// on one database (replicas, concurrent migrations).
+type sharedTest struct {
+	name string
+	run  func(t *testing.T, fresh FreshDB)
+}
+
+var sharedTests []sharedTest
+
+func registerShared(ts ...sharedTest) bool {
+	sharedTests = append(sharedTests, ts...)
+	return true
 }
 
 // tests is the suite; each file of this package adds its tests in a var
@@ -56,6 +79,13 @@ type Clock struct {
 // NewClock returns a clock set to t.
 func NewClock(t time.Time) *Clock { return &Clock{t: t} }
 
+// In moves the clock's zone, keeping its instant.
+func (c *Clock) In(loc *time.Location) {
+	c.mu.Lock()
+	c.t = c.t.In(loc)
+	c.mu.Unlock()
+}
+
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
@@ -73,13 +103,9 @@ func (c *Clock) Add(d time.Duration) {
 // TestSecret is a system secret for tests.
 var TestSecret = []byte("latchkey-storetest-system-secret-0123456789")
 
-// OpenSQLite returns an Opener for fresh SQLite files in t's temp dir.
-func OpenSQLite() Opener {
-	return func(t *testing.T, opts store.Options) *store.Store {
-		t.Helper()
-		path := filepath.Join(t.TempDir(), "latchkey.db")
-		return openAndMigrate(t, path, opts)
-	}
+// FreshSQLite creates SQLite files in t's temp dir.
+func FreshSQLite(t testing.TB) string {
+	return filepath.Join(t.TempDir(), "latchkey.db")
 }
 
 // PostgresURL returns LATCHKEY_TEST_DATABASE_URL or skips the test.
@@ -92,19 +118,10 @@ func PostgresURL(t testing.TB) string {
 	return u
 }
 
-// OpenPostgres returns an Opener that gives each store its own fresh
-// PostgreSQL schema in the database at LATCHKEY_TEST_DATABASE_URL, dropped
-// when the test ends.
-func OpenPostgres() Opener {
-	return func(t *testing.T, opts store.Options) *store.Store {
-		t.Helper()
-		return openAndMigrate(t, FreshPostgresSchema(t), opts)
-	}
-}
-
-// FreshPostgresSchema creates an empty schema and returns a URL whose
-// connections use it; the schema is dropped when the test ends.
-func FreshPostgresSchema(t testing.TB) string {
+// FreshPostgres creates an empty schema in the database at
+// LATCHKEY_TEST_DATABASE_URL and returns a URL whose connections use it; the
+// schema is dropped when the test ends.
+func FreshPostgres(t testing.TB) string {
 	t.Helper()
 	base := PostgresURL(t)
 	admin, err := sqlx.Open("postgres", base)
@@ -133,7 +150,9 @@ func FreshPostgresSchema(t testing.TB) string {
 	return u.String()
 }
 
-func openAndMigrate(t *testing.T, dbURL string, opts store.Options) *store.Store {
+// OpenURL opens and migrates the store at dbURL, closed when t ends. It uses
+// TestSecret when opts has no system secret.
+func OpenURL(t testing.TB, dbURL string, opts store.Options) *store.Store {
 	t.Helper()
 	ctx := context.Background()
 	if opts.SystemSecret == nil {
