@@ -403,11 +403,11 @@ func testCodeExchangeThroughFosite(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, store.Options{})
 	p := newProvider(t, s)
-	code, verifier := p.authorize(t)
+	code, _ := p.authorize(t)
 	if _, rfcErr := p.exchange(ctx, code, "wrong-verifier-wrong-verifier-wrong-verifier-1234"); rfcErr == nil || rfcErr.ErrorField != "invalid_grant" {
 		t.Fatalf("wrong PKCE verifier: got %v, want invalid_grant", rfcErr)
 	}
-	code, verifier = p.authorize(t)
+	code, verifier := p.authorize(t)
 	resp, rfcErr := p.exchange(ctx, code, verifier)
 	if rfcErr != nil {
 		t.Fatalf("exchange: %s: %s", rfcErr.ErrorField, rfcErr.GetDescription())

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/latchkey-oidc/latchkey/store"
+)
+
+func runJanitor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("janitor", stderr)
+	var db dbFlags
+	db.register(fs)
+	batch := fs.Int("batch-size", 1000, "rows deleted per statement")
+	pause := fs.Duration("pause", 0, "pause between batches")
+	every := fs.Duration("every", 0, "run again at this interval until stopped (0: run once)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	url, err := db.url()
+	if err != nil {
+		return err
+	}
+	s, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	opts := store.JanitorOptions{BatchSize: *batch, Pause: *pause}
+	for {
+		removed, err := s.Janitor(ctx, opts)
+		if err != nil {
+			return err
+		}
+		report(stdout, removed)
+		if *every <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*every):
+		}
+	}
+}
+
+func report(w io.Writer, removed map[string]int64) {
+	tables := make([]string, 0, len(removed))
+	var total int64
+	for t, n := range removed {
+		tables = append(tables, t)
+		total += n
+	}
+	sort.Strings(tables)
+	fmt.Fprintf(w, "janitor removed %d expired row(s)", total)
+	for _, t := range tables {
+		if removed[t] > 0 {
+			fmt.Fprintf(w, "; %s: %d", t, removed[t])
+		}
+	}
+	fmt.Fprintln(w)
+}
