@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -34,6 +35,10 @@ type Store struct {
 	clients  *clientCache
 	keySeal  *Sealer // nil without a system secret
 	totpSeal *Sealer
+
+	// statements counts statements sent to the database, so tests and
+	// metrics can see what a request costs.
+	statements atomic.Int64
 
 	// writeLock admits one SQLite write transaction of this process at a
 	// time, so requests queue here instead of holding pool connections
@@ -164,6 +169,10 @@ func (s *Store) Ping(ctx context.Context) error {
 // Dialect names the backend: "postgres" or "sqlite".
 func (s *Store) Dialect() string { return string(s.dialect) }
 
+// Statements returns how many statements the store has sent to the
+// database (not counting BEGIN and COMMIT).
+func (s *Store) Statements() int64 { return s.statements.Load() }
+
 // DBStats returns the connection pool statistics, for metrics.
 func (s *Store) DBStats() sql.DBStats { return s.db.Stats() }
 
@@ -214,6 +223,7 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	if err != nil {
 		return nil, err
 	}
+	s.statements.Add(1)
 	res, err := st.ExecContext(ctx, args...)
 	return res, s.mapErr(err)
 }
@@ -240,6 +250,7 @@ func (s *Store) get(ctx context.Context, dest any, query string, args ...any) er
 	if err != nil {
 		return err
 	}
+	s.statements.Add(1)
 	err = st.GetContext(ctx, dest, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fosite.ErrNotFound
@@ -252,5 +263,6 @@ func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...a
 	if err != nil {
 		return err
 	}
+	s.statements.Add(1)
 	return s.mapErr(st.SelectContext(ctx, dest, args...))
 }
