@@ -74,6 +74,13 @@ func optUTC(t *time.Time) *time.Time {
 	return &u
 }
 
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
 func checkSigningKey(k *SigningKey) error {
 	switch {
 	case strings.TrimSpace(k.ID) == "":
@@ -158,8 +165,9 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *SigningKey) error {
 
 // ListSigningKeys returns every key that is still published (next, current,
 // and retired keys not yet expired) with its private JWK opened: the current
-// key first, then the next key, then retired keys newest first. A private key
-// the system secret cannot open is an error, never a key with garbage in it.
+// key first, then the next key, then retired keys, most recently retired
+// first. A private key the system secret cannot open is an error, never a
+// key with garbage in it.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	if s.keySeal == nil {
 		return nil, fmt.Errorf("list signing keys: %w", ErrNoSystemSecret)
@@ -192,6 +200,9 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 		if c := a.State.rank() - b.State.rank(); c != 0 {
 			return c
 		}
+		if c := timeOrZero(b.RetiredAt).Compare(timeOrZero(a.RetiredAt)); c != 0 {
+			return c
+		}
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 			return c
 		}
@@ -210,13 +221,14 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 // missing next key is ErrNotFound. Other replicas learn of the rotation
 // through the signing_keys cache generation.
 func (s *Store) RotateSigningKeys(ctx context.Context, currentID string, newNext *SigningKey, retiredKeepFor time.Duration) error {
-	if newNext.State == "" {
-		newNext.State = KeyNext
+	key := *newNext
+	if key.State == "" {
+		key.State = KeyNext
 	}
-	if newNext.State != KeyNext {
-		return fmt.Errorf("rotate signing keys: new key %q must be in state next, not %q", newNext.ID, newNext.State)
+	if key.State != KeyNext {
+		return fmt.Errorf("rotate signing keys: new key %q must be in state next, not %q", key.ID, key.State)
 	}
-	if err := checkSigningKey(newNext); err != nil {
+	if err := checkSigningKey(&key); err != nil {
 		return fmt.Errorf("rotate signing keys: %w", err)
 	}
 	if retiredKeepFor <= 0 {
@@ -227,7 +239,6 @@ func (s *Store) RotateSigningKeys(ctx context.Context, currentID string, newNext
 	}
 	now := s.now()
 	expires := now.Add(retiredKeepFor)
-	key := *newNext
 	key.CreatedAt = now
 	key.ActivatedAt, key.RetiredAt, key.ExpiresAt = nil, nil, nil
 	err := s.InTx(ctx, func(ctx context.Context) error {

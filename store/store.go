@@ -29,8 +29,11 @@ type Store struct {
 	dialect dialect
 	opts    Options
 
-	stmtMu sync.RWMutex
-	stmts  map[string]*sqlx.Stmt
+	stmtMu  sync.RWMutex
+	stmts   map[string]*sqlx.Stmt
+	warming map[string]struct{} // statements being prepared in the background
+	warmers sync.WaitGroup
+	closed  bool
 
 	clients  *clientCache
 	keySeal  *Sealer // nil without a system secret
@@ -110,6 +113,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		dialect: target.dialect,
 		opts:    opts,
 		stmts:   make(map[string]*sqlx.Stmt),
+		warming: make(map[string]struct{}),
 	}
 	s.clients = newClientCache(opts.ClientCacheTTL, opts.Now)
 	if target.dialect == sqlite {
@@ -152,6 +156,10 @@ func (o Options) withDefaults(d dialect) Options {
 
 // Close closes the prepared statements and the connection pool.
 func (s *Store) Close() error {
+	s.stmtMu.Lock()
+	s.closed = true
+	s.stmtMu.Unlock()
+	s.warmers.Wait()
 	s.stmtMu.Lock()
 	for _, st := range s.stmts {
 		_ = st.Close()
@@ -200,6 +208,7 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 		if err != nil {
 			return nil, fmt.Errorf("prepare %q: %w", query, err)
 		}
+		s.prepareInBackground(query)
 		return st, nil
 	}
 	if !ok {
@@ -216,6 +225,37 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 		s.stmtMu.Unlock()
 	}
 	return st, nil
+}
+
+// prepareInBackground caches a statement first seen inside a transaction,
+// from a pool connection of its own, so later transactions reuse it. The
+// transaction that asked does not wait for it.
+func (s *Store) prepareInBackground(query string) {
+	s.stmtMu.Lock()
+	if _, busy := s.warming[query]; busy || s.closed {
+		s.stmtMu.Unlock()
+		return
+	}
+	s.warming[query] = struct{}{}
+	s.warmers.Add(1)
+	s.stmtMu.Unlock()
+	go func() {
+		defer s.warmers.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := s.db.PreparexContext(ctx, s.db.Rebind(query))
+		s.stmtMu.Lock()
+		defer s.stmtMu.Unlock()
+		delete(s.warming, query)
+		if err != nil {
+			return // the next use inside a transaction tries again
+		}
+		if _, ok := s.stmts[query]; ok || s.closed {
+			_ = st.Close()
+			return
+		}
+		s.stmts[query] = st
+	}()
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,36 +32,6 @@ func createUser(t *testing.T, s *store.Store, username string) *store.User {
 		t.Fatalf("create user %q: %v", username, err)
 	}
 	return u
-}
-
-// expectErr fails the test unless err matches target (nil for success).
-func expectErr(t *testing.T, what string, err, target error) {
-	t.Helper()
-	switch {
-	case target == nil && err != nil:
-		t.Fatalf("%s: unexpected error %v", what, err)
-	case target != nil && !errors.Is(err, target):
-		t.Fatalf("%s: got error %v, want %v", what, err, target)
-	}
-}
-
-// inParallel calls fn n times at once, released together, and returns each
-// call's error by index.
-func inParallel(n int, fn func(i int) error) []error {
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = fn(i)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return errs
 }
 
 // countErrs counts how many errs are nil and how many match target; any

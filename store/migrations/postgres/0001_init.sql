@@ -175,16 +175,19 @@ CREATE TABLE recovery_codes (
     PRIMARY KEY (user_id, code_hash)
 );
 
--- One-time codes sent by email, stored hashed.
+-- One-time codes sent by email, stored hashed. valid_until is when a code
+-- stops working; expires_at, which the janitor sweeps by, also covers the
+-- resend-limit window, so sent codes stay countable as long as the limit looks back.
 CREATE TABLE one_time_codes (
-    id         TEXT PRIMARY KEY,
-    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    purpose    TEXT NOT NULL,
-    code_hash  TEXT NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    created_at TIMESTAMPTZ NOT NULL,
-    expires_at TIMESTAMPTZ NOT NULL,
-    used_at    TIMESTAMPTZ NULL
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose     TEXT NOT NULL,
+    code_hash   TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  TIMESTAMPTZ NOT NULL,
+    valid_until TIMESTAMPTZ NULL,
+    expires_at  TIMESTAMPTZ NOT NULL,
+    used_at     TIMESTAMPTZ NULL
 );
 CREATE INDEX one_time_codes_user_idx ON one_time_codes (user_id, purpose, created_at);
 CREATE INDEX one_time_codes_expires_idx ON one_time_codes (expires_at);
