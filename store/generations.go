@@ -44,6 +44,15 @@ func (s *Store) SyncCaches(ctx context.Context) error {
 // WatchCaches calls SyncCaches every interval until ctx ends, so a client
 // changed on one replica is seen by all within about one interval.
 func (s *Store) WatchCaches(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	every(ctx, interval, func() {
+		if err := s.SyncCaches(ctx); err != nil && ctx.Err() == nil && log != nil {
+			log.Warn("cache sync failed", "err", err)
+		}
+	})
+}
+
+// every calls fn at each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -51,9 +60,7 @@ func (s *Store) WatchCaches(ctx context.Context, interval time.Duration, log *sl
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.SyncCaches(ctx); err != nil && ctx.Err() == nil && log != nil {
-				log.Warn("cache sync failed", "err", err)
-			}
+			fn()
 		}
 	}
 }

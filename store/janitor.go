@@ -74,16 +74,9 @@ func (s *Store) Janitor(ctx context.Context, opts JanitorOptions) (map[string]in
 // RunJanitor runs a janitor pass every interval until ctx ends, reporting
 // errors to onErr.
 func (s *Store) RunJanitor(ctx context.Context, interval time.Duration, opts JanitorOptions, onErr func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := s.Janitor(ctx, opts); err != nil && ctx.Err() == nil && onErr != nil {
-				onErr(err)
-			}
+	every(ctx, interval, func() {
+		if _, err := s.Janitor(ctx, opts); err != nil && ctx.Err() == nil && onErr != nil {
+			onErr(err)
 		}
-	}
+	})
 }

@@ -25,15 +25,23 @@ type migration struct {
 	sql     string
 }
 
+// sqliteTypes rewrites the PostgreSQL column types of the shared migrations
+// for SQLite. The modernc driver stores TIMESTAMP columns as sortable UTC
+// text and reads them back as time.Time.
+var sqliteTypes = strings.NewReplacer("TIMESTAMPTZ", "TIMESTAMP", "BYTEA", "BLOB")
+
+// loadMigrations returns the migrations for d in version order. Each is
+// migrations/NNNN_name.sql, written once for both backends, unless
+// migrations/<dialect>/NNNN_name.sql overrides it for a change that cannot
+// be written portably.
 func loadMigrations(d dialect) ([]migration, error) {
-	dir := path.Join("migrations", string(d))
-	entries, err := fs.ReadDir(migrationFiles, dir)
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
 	var ms []migration
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".sql") {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
 			continue
 		}
 		num, _, _ := strings.Cut(e.Name(), "_")
@@ -41,9 +49,14 @@ func loadMigrations(d dialect) ([]migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("migration %s: name must start with its version number", e.Name())
 		}
-		body, err := fs.ReadFile(migrationFiles, path.Join(dir, e.Name()))
+		body, err := fs.ReadFile(migrationFiles, path.Join("migrations", string(d), e.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+			if body, err = fs.ReadFile(migrationFiles, path.Join("migrations", e.Name())); err != nil {
+				return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+			}
+			if d == sqlite {
+				body = []byte(sqliteTypes.Replace(string(body)))
+			}
 		}
 		ms = append(ms, migration{version: v, name: e.Name(), sql: string(body)})
 	}

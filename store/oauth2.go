@@ -102,6 +102,17 @@ func (s *Store) loadToken(ctx context.Context, kind tokenKind, signature string,
 	return row, nil
 }
 
+// loadRequest loads a row and decodes its request, with the session decoded
+// into session (a fresh one when nil).
+func (s *Store) loadRequest(ctx context.Context, kind tokenKind, signature string, session fosite.Session, forUpdate bool) (*fosite.Request, tokenRow, error) {
+	row, err := s.loadToken(ctx, kind, signature, forUpdate)
+	if err != nil {
+		return nil, row, err
+	}
+	req, _, err := s.decodeRequest(ctx, []byte(row.Data), session)
+	return req, row, err
+}
+
 func (s *Store) deleteToken(ctx context.Context, kind tokenKind, signature string) error {
 	if err := s.execOne(ctx, `DELETE FROM oauth2_tokens WHERE signature = ? AND kind = ?`, signature, kind); err != nil {
 		return fmt.Errorf("delete %s: %w", kind, err)
@@ -118,11 +129,7 @@ func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, signature string
 // exchanged it returns the request together with
 // fosite.ErrInvalidatedAuthorizeCode, so fosite can revoke what it issued.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	row, err := s.loadToken(ctx, kindCode, signature, true)
-	if err != nil {
-		return nil, err
-	}
-	req, _, err := s.decodeRequest(ctx, []byte(row.Data), session)
+	req, row, err := s.loadRequest(ctx, kindCode, signature, session, true)
 	if err != nil {
 		return nil, err
 	}
@@ -165,11 +172,7 @@ func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, 
 // GetAccessTokenSession returns an access token's request. session may be
 // nil (the revocation handler passes none).
 func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	row, err := s.loadToken(ctx, kindAccess, signature, false)
-	if err != nil {
-		return nil, err
-	}
-	req, _, err := s.decodeRequest(ctx, []byte(row.Data), session)
+	req, row, err := s.loadRequest(ctx, kindAccess, signature, session, false)
 	if err != nil {
 		return nil, err
 	}
@@ -195,11 +198,7 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, access
 // the request comes back with fosite.ErrInactiveToken so that fosite revokes
 // the whole family.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	row, err := s.loadToken(ctx, kindRefresh, signature, false)
-	if err != nil {
-		return nil, err
-	}
-	req, _, err := s.decodeRequest(ctx, []byte(row.Data), session)
+	req, row, err := s.loadRequest(ctx, kindRefresh, signature, session, false)
 	if err != nil {
 		return nil, err
 	}
@@ -276,12 +275,11 @@ func (s *Store) CreatePKCERequestSession(ctx context.Context, signature string, 
 
 // GetPKCERequestSession returns the PKCE request stored for a code.
 func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	row, err := s.loadToken(ctx, kindPKCE, signature, false)
+	req, _, err := s.loadRequest(ctx, kindPKCE, signature, session, false)
 	if err != nil {
 		return nil, err
 	}
-	req, _, err := s.decodeRequest(ctx, []byte(row.Data), session)
-	return req, err
+	return req, nil
 }
 
 // DeletePKCERequestSession removes the PKCE request of a code.
@@ -298,19 +296,18 @@ func (s *Store) CreateOpenIDConnectSession(ctx context.Context, key string, req 
 // GetOpenIDConnectSession returns the stored OpenID Connect request; its
 // session is decoded into req's session, as fosite expects.
 func (s *Store) GetOpenIDConnectSession(ctx context.Context, key string, req fosite.Requester) (fosite.Requester, error) {
-	row, err := s.loadToken(ctx, kindOIDC, codeKey(key), false)
+	var sess fosite.Session
+	if req != nil {
+		sess = req.GetSession()
+	}
+	stored, _, err := s.loadRequest(ctx, kindOIDC, codeKey(key), sess, false)
 	if errors.Is(err, fosite.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %w", openid.ErrNoSessionFound, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var sess fosite.Session
-	if req != nil {
-		sess = req.GetSession()
-	}
-	stored, _, err := s.decodeRequest(ctx, []byte(row.Data), sess)
-	return stored, err
+	return stored, nil
 }
 
 // DeleteOpenIDConnectSession removes the OpenID Connect request of a code.

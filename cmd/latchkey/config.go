@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/latchkey-oidc/latchkey/store"
 )
 
 // dbFlags are the flags every command that opens the store takes.
@@ -40,6 +43,15 @@ func (d *dbFlags) url() (string, error) {
 		return "", fmt.Errorf("create data dir: %w", err)
 	}
 	return filepath.Join(d.dataDir, "latchkey.db"), nil
+}
+
+// open opens the store the flags name.
+func (d *dbFlags) open(ctx context.Context) (*store.Store, error) {
+	url, err := d.url()
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, url, store.Options{})
 }
 
 // env returns the environment variable's value, or def when it is unset.

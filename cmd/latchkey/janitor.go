@@ -20,11 +20,7 @@ func runJanitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	url, err := db.url()
-	if err != nil {
-		return err
-	}
-	s, err := store.Open(ctx, url, store.Options{})
+	s, err := db.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/latchkey-oidc/latchkey/store"
 )
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -17,11 +15,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	url, err := db.url()
-	if err != nil {
-		return err
-	}
-	s, err := store.Open(ctx, url, store.Options{})
+	s, err := db.open(ctx)
 	if err != nil {
 		return err
 	}

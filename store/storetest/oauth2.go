@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -446,34 +445,20 @@ func testConcurrentCodeExchange(t *testing.T, open Opener) {
 	p := newProvider(t, s)
 	code, verifier := p.authorize(t)
 	const n = 8
-	var wg sync.WaitGroup
-	results := make(chan fosite.AccessResponder, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// As the provider's token endpoint does, run the exchange in
-			// one transaction.
-			var resp fosite.AccessResponder
-			err := s.InTx(ctx, func(ctx context.Context) error {
-				r, rfcErr := p.exchange(ctx, code, verifier)
-				if rfcErr != nil {
-					return rfcErr
-				}
-				resp = r
-				return nil
-			})
-			if err == nil {
-				results <- resp
+	winners := make([]fosite.AccessResponder, n)
+	errs := inParallel(n, func(i int) error {
+		// As the provider's token endpoint does, run the exchange in one
+		// transaction.
+		return s.InTx(ctx, func(ctx context.Context) error {
+			r, rfcErr := p.exchange(ctx, code, verifier)
+			if rfcErr != nil {
+				return rfcErr
 			}
-		}()
-	}
-	wg.Wait()
-	close(results)
-	var winners []fosite.AccessResponder
-	for r := range results {
-		winners = append(winners, r)
-	}
+			winners[i] = r
+			return nil
+		})
+	})
+	winners = succeeded(winners, errs)
 	if len(winners) != 1 {
 		t.Fatalf("%d of %d concurrent exchanges of one code succeeded, want exactly 1", len(winners), n)
 	}
@@ -524,23 +509,16 @@ func testConcurrentRefreshStrict(t *testing.T, open Opener) {
 		t.Fatal(rfcErr.GetDescription())
 	}
 	const n = 8
-	var wg sync.WaitGroup
-	results := make(chan fosite.AccessResponder, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if resp, rfcErr := p.refresh(ctx, refreshTokenOf(first)); rfcErr == nil {
-				results <- resp
-			}
-		}()
-	}
-	wg.Wait()
-	close(results)
-	var ok []fosite.AccessResponder
-	for r := range results {
-		ok = append(ok, r)
-	}
+	ok := make([]fosite.AccessResponder, n)
+	errs := inParallel(n, func(i int) error {
+		resp, rfcErr := p.refresh(ctx, refreshTokenOf(first))
+		if rfcErr != nil {
+			return rfcErr
+		}
+		ok[i] = resp
+		return nil
+	})
+	ok = succeeded(ok, errs)
 	// Without a grace period one refresh wins; a concurrent one that already
 	// loaded the token gets "retry", a later one is reuse and revokes the
 	// family, so the winner's tokens may be revoked too — never more than one
@@ -564,22 +542,15 @@ func testRefreshGracePeriod(t *testing.T, open Opener) {
 		t.Fatal(rfcErr.GetDescription())
 	}
 	// Concurrent refreshes within the grace period all succeed.
-	const n = 4
-	var wg sync.WaitGroup
-	errs := make(chan *fosite.RFC6749Error, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, rfcErr := p.refresh(ctx, refreshTokenOf(first)); rfcErr != nil {
-				errs <- rfcErr
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Errorf("refresh within grace period failed: %s: %s", e.ErrorField, e.GetDescription())
+	for i, err := range inParallel(4, func(int) error {
+		if _, rfcErr := p.refresh(ctx, refreshTokenOf(first)); rfcErr != nil {
+			return rfcErr
+		}
+		return nil
+	}) {
+		if err != nil {
+			t.Errorf("refresh %d within grace period failed: %v", i, err)
+		}
 	}
 	second, rfcErr := p.refresh(ctx, refreshTokenOf(first))
 	if rfcErr != nil {
@@ -593,4 +564,15 @@ func testRefreshGracePeriod(t *testing.T, open Opener) {
 	if _, rfcErr := p.refresh(ctx, refreshTokenOf(second)); rfcErr == nil {
 		t.Fatal("family member survived reuse after the grace period")
 	}
+}
+
+// succeeded keeps the responses whose call returned no error.
+func succeeded(resps []fosite.AccessResponder, errs []error) []fosite.AccessResponder {
+	var out []fosite.AccessResponder
+	for i, err := range errs {
+		if err == nil {
+			out = append(out, resps[i])
+		}
+	}
+	return out
 }

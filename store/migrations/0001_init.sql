@@ -1,4 +1,5 @@
--- Latchkey schema, version 1 (PostgreSQL). Times are UTC timestamptz.
+-- Latchkey schema, version 1. Written for PostgreSQL; for SQLite the store
+-- rewrites the column types (TIMESTAMPTZ, BYTEA) it does not know. Times are UTC.
 
 -- OAuth 2.0 clients. metadata is the RFC 7591 document without secrets.
 CREATE TABLE clients (
