@@ -51,7 +51,9 @@ func parseURL(raw string) (target, error) {
 	case "postgres", "postgresql":
 		u, err := url.Parse(raw)
 		if err != nil {
-			return target{}, fmt.Errorf("database URL is not a valid postgres URL: %s", redact(err.Error(), raw))
+			// url.Parse quotes the whole URL, password included, so its
+			// message is not passed on.
+			return target{}, errors.New("database URL is not a valid postgres URL (special characters in the user or password must be percent-encoded)")
 		}
 		if u.Host == "" {
 			return target{}, errors.New("database URL: postgres URL has no host")
