@@ -200,25 +200,10 @@ func testClientAssertionJTI(t *testing.T, open Opener) {
 
 	// Concurrent uses of one fresh assertion: exactly one is accepted.
 	const n = 16
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	ok := 0
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.SetClientAssertionJWT(ctx, "jti-race", clock.Now().Add(time.Minute))
-			if err == nil {
-				mu.Lock()
-				ok++
-				mu.Unlock()
-			} else if !errors.Is(err, fosite.ErrJTIKnown) {
-				t.Errorf("concurrent set: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if ok != 1 {
+	errs := inParallel(n, func(int) error {
+		return s.SetClientAssertionJWT(ctx, "jti-race", clock.Now().Add(time.Minute))
+	})
+	if ok, _ := countErrs(t, errs, fosite.ErrJTIKnown); ok != 1 {
 		t.Fatalf("%d concurrent uses of one jti accepted, want 1", ok)
 	}
 }

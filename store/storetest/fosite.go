@@ -115,6 +115,18 @@ func (p *provider) authorize(t *testing.T) (code, verifier string) {
 	return resp.GetParameters().Get("code"), verifier
 }
 
+// grant authorizes and exchanges a code, failing t on any error, and
+// returns the token response.
+func (p *provider) grant(t *testing.T) fosite.AccessResponder {
+	t.Helper()
+	code, verifier := p.authorize(t)
+	resp, rfcErr := p.exchange(context.Background(), code, verifier)
+	if rfcErr != nil {
+		t.Fatalf("exchange: %s: %s", rfcErr.ErrorField, rfcErr.GetDescription())
+	}
+	return resp
+}
+
 // token runs a token request and returns the response or the OAuth error.
 func (p *provider) token(ctx context.Context, form url.Values) (fosite.AccessResponder, *fosite.RFC6749Error) {
 	form.Set("client_id", p.client.ID)

@@ -471,11 +471,7 @@ func testRefreshRotationAndReuse(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, store.Options{})
 	p := newProvider(t, s)
-	code, verifier := p.authorize(t)
-	first, rfcErr := p.exchange(ctx, code, verifier)
-	if rfcErr != nil {
-		t.Fatal(rfcErr.GetDescription())
-	}
+	first := p.grant(t)
 	second, rfcErr := p.refresh(ctx, refreshTokenOf(first))
 	if rfcErr != nil {
 		t.Fatalf("refresh: %s", rfcErr.GetDescription())
@@ -503,11 +499,7 @@ func testConcurrentRefreshStrict(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, store.Options{})
 	p := newProvider(t, s)
-	code, verifier := p.authorize(t)
-	first, rfcErr := p.exchange(ctx, code, verifier)
-	if rfcErr != nil {
-		t.Fatal(rfcErr.GetDescription())
-	}
+	first := p.grant(t)
 	const n = 8
 	ok := make([]fosite.AccessResponder, n)
 	errs := inParallel(n, func(i int) error {
@@ -536,11 +528,7 @@ func testRefreshGracePeriod(t *testing.T, open Opener) {
 	clock := NewClock(time.Now().UTC())
 	s := open(t, store.Options{RefreshGracePeriod: 10 * time.Second, Now: clock.Now})
 	p := newProvider(t, s)
-	code, verifier := p.authorize(t)
-	first, rfcErr := p.exchange(ctx, code, verifier)
-	if rfcErr != nil {
-		t.Fatal(rfcErr.GetDescription())
-	}
+	first := p.grant(t)
 	// Concurrent refreshes within the grace period all succeed.
 	for i, err := range inParallel(4, func(int) error {
 		if _, rfcErr := p.refresh(ctx, refreshTokenOf(first)); rfcErr != nil {

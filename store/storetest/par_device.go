@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -200,27 +199,12 @@ func testConcurrentDeviceExchange(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	const n = 16
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins := 0
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.InTx(ctx, func(ctx context.Context) error {
-				return s.InvalidateDeviceCodeSession(ctx, "dev-sig")
-			})
-			if err == nil {
-				mu.Lock()
-				wins++
-				mu.Unlock()
-			} else if !errors.Is(err, fosite.ErrInvalidatedDeviceCode) {
-				t.Errorf("concurrent invalidate: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if wins != 1 {
+	errs := inParallel(n, func(int) error {
+		return s.InTx(ctx, func(ctx context.Context) error {
+			return s.InvalidateDeviceCodeSession(ctx, "dev-sig")
+		})
+	})
+	if wins, _ := countErrs(t, errs, fosite.ErrInvalidatedDeviceCode); wins != 1 {
 		t.Fatalf("%d of %d concurrent device code exchanges won, want 1", wins, n)
 	}
 }

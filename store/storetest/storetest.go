@@ -206,3 +206,20 @@ func inParallel(n int, fn func(i int) error) []error {
 	wg.Wait()
 	return errs
 }
+
+// countErrs counts how many errs are nil and how many match target; any
+// other error fails the test.
+func countErrs(t *testing.T, errs []error, target error) (ok, matched int) {
+	t.Helper()
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, target):
+			matched++
+		default:
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	return ok, matched
+}

@@ -3,7 +3,6 @@ package storetest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
@@ -32,23 +31,6 @@ func createUser(t *testing.T, s *store.Store, username string) *store.User {
 		t.Fatalf("create user %q: %v", username, err)
 	}
 	return u
-}
-
-// countErrs counts how many errs are nil and how many match target; any
-// other error fails the test.
-func countErrs(t *testing.T, errs []error, target error) (ok, matched int) {
-	t.Helper()
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, target):
-			matched++
-		default:
-			t.Fatalf("unexpected error: %v", err)
-		}
-	}
-	return ok, matched
 }
 
 func testUserCRUD(t *testing.T, open Opener) {
