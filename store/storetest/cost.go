@@ -2,9 +2,6 @@ package storetest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,7 +12,6 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
-	"github.com/ory/fosite/token/jwt"
 
 	"github.com/latchkey-oidc/latchkey/store"
 )
@@ -29,24 +25,14 @@ var _ = register(
 // function that runs one token request. Benchmarks use it too.
 func ClientCredentialsProvider(t testing.TB, s *store.Store) (fosite.OAuth2Provider, func(ctx context.Context) error) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Low bcrypt cost keeps the test about storage, not hashing.
 	hasher := &fosite.BCrypt{Config: &fosite.Config{HashCost: 4}}
 	cfg := &fosite.Config{
-		GlobalSecret:        []byte("storetest-global-secret-at-least-32-bytes"),
 		AccessTokenLifespan: time.Hour,
 		ScopeStrategy:       fosite.ExactScopeStrategy,
 		ClientSecretsHasher: hasher,
 	}
-	getKey := func(context.Context) (interface{}, error) { return key, nil }
-	strategy := &compose.CommonStrategy{
-		CoreStrategy: compose.NewOAuth2HMACStrategy(cfg),
-		Signer:       &jwt.DefaultSigner{GetPrivateKey: getKey},
-	}
-	p := compose.Compose(cfg, s, strategy, compose.OAuth2ClientCredentialsGrantFactory)
+	p := composeOn(t, s, cfg, compose.OAuth2ClientCredentialsGrantFactory)
 	hash, err := hasher.Hash(context.Background(), []byte("s3cret"))
 	if err != nil {
 		t.Fatal(err)

@@ -34,12 +34,7 @@ const testRedirect = "https://app.example.test/callback"
 
 func newProvider(t *testing.T, s *store.Store) *provider {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := &fosite.Config{
-		GlobalSecret:                []byte("storetest-global-secret-at-least-32-bytes"),
 		IDTokenIssuer:               "https://op.example.test",
 		AccessTokenLifespan:         time.Hour,
 		RefreshTokenLifespan:        24 * time.Hour,
@@ -49,13 +44,7 @@ func newProvider(t *testing.T, s *store.Store) *provider {
 		ScopeStrategy:               fosite.ExactScopeStrategy,
 		AudienceMatchingStrategy:    fosite.DefaultAudienceMatchingStrategy,
 	}
-	getKey := func(context.Context) (interface{}, error) { return key, nil }
-	strategy := &compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
-		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(getKey, cfg),
-		Signer:                     &jwt.DefaultSigner{GetPrivateKey: getKey},
-	}
-	p := compose.Compose(cfg, s, strategy,
+	p := composeOn(t, s, cfg,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
@@ -77,6 +66,24 @@ func newProvider(t *testing.T, s *store.Store) *provider {
 		t.Fatal(err)
 	}
 	return &provider{OAuth2Provider: p, store: s, client: c}
+}
+
+// composeOn composes fosite with factories on s, with an HMAC token
+// strategy and a fresh P-256 key for ID tokens.
+func composeOn(t testing.TB, s *store.Store, cfg *fosite.Config, factories ...compose.Factory) fosite.OAuth2Provider {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.GlobalSecret = []byte("storetest-global-secret-at-least-32-bytes")
+	getKey := func(context.Context) (interface{}, error) { return key, nil }
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
+		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(getKey, cfg),
+		Signer:                     &jwt.DefaultSigner{GetPrivateKey: getKey},
+	}
+	return compose.Compose(cfg, s, strategy, factories...)
 }
 
 // authorize runs an authorization request for alice, as the provider's
