@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v3"
@@ -106,7 +107,7 @@ func (c *Client) GetResponseTypes() fosite.Arguments {
 }
 
 // GetScopes returns the scopes the client may request.
-func (c *Client) GetScopes() fosite.Arguments { return fosite.Arguments(splitFields(c.Scope)) }
+func (c *Client) GetScopes() fosite.Arguments { return fosite.Arguments(strings.Fields(c.Scope)) }
 
 // IsPublic reports whether the client has no credentials.
 func (c *Client) IsPublic() bool { return c.TokenEndpointAuthMethod == "none" }

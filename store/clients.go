@@ -156,12 +156,12 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	if c, ok := s.clients.get(id); ok {
 		return c, nil
 	}
-	gen := s.clients.generation()
+	epoch := s.clients.currentEpoch()
 	c, err := s.LoadClient(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	s.clients.put(c, gen)
+	s.clients.put(c, epoch)
 	return c, nil
 }
 
@@ -214,8 +214,6 @@ func (s *Store) MarkJWTUsedForTime(ctx context.Context, jti string, exp time.Tim
 	return s.SetClientAssertionJWT(ctx, jti, exp)
 }
 
-func splitFields(s string) []string { return strings.Fields(s) }
-
 // clientCache keeps clients in memory. An entry is trusted for ttl and until
 // the clients generation in the database moves: every client write bumps it,
 // and WatchCaches brings other replicas' bumps in.
@@ -251,7 +249,9 @@ func (c *clientCache) get(id string) (*Client, bool) {
 	return e.client, true
 }
 
-func (c *clientCache) generation() int64 {
+// currentEpoch is passed to put by a load, so a flush during the load
+// keeps its result out of the cache.
+func (c *clientCache) currentEpoch() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.epoch

@@ -40,8 +40,8 @@ func (r consentRow) grant() *ConsentGrant {
 	return &ConsentGrant{
 		Subject:   r.Subject,
 		ClientID:  r.ClientID,
-		Scopes:    splitFields(r.Scopes),
-		Audience:  splitFields(r.Audience),
+		Scopes:    strings.Fields(r.Scopes),
+		Audience:  strings.Fields(r.Audience),
 		Claims:    json.RawMessage(r.Claims),
 		GrantedAt: r.GrantedAt.UTC(),
 		ExpiresAt: optUTC(r.ExpiresAt),

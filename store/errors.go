@@ -1,7 +1,6 @@
 package store
 
 import (
-	"database/sql"
 	"errors"
 	"strings"
 
@@ -20,8 +19,6 @@ var (
 	// answers "retry".
 	ErrConflict = fosite.ErrSerializationFailure
 )
-
-var sqlErrTxDone = sql.ErrTxDone
 
 // mapErr turns driver errors into the store's sentinels.
 func (s *Store) mapErr(err error) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
@@ -76,7 +77,7 @@ func (s *Store) Rollback(ctx context.Context) error {
 		return nil
 	}
 	defer s.unlockWrites()
-	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sqlErrTxDone) {
+	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil
