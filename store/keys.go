@@ -13,11 +13,12 @@ import (
 // KeyState is where a signing key is in its life. A key is published in the
 // JWKS as next before it signs anything, so relying parties that cache the
 // JWKS already know it when it becomes current; a retired key stays
-// published until the tokens it signed have expired.
+// published until the tokens it signed have expired. Each algorithm has
+// keys of its own and its own rotation.
 type KeyState string
 
-// The states of a signing key. At most one key is next and at most one is
-// current at any time.
+// The states of a signing key. Per algorithm, at most one key is next and at
+// most one is current at any time.
 const (
 	KeyNext    KeyState = "next"
 	KeyCurrent KeyState = "current"
@@ -119,11 +120,12 @@ func (s *Store) insertSigningKey(ctx context.Context, k *SigningKey) error {
 }
 
 // CreateSigningKey stores a new key, sealing its private JWK. It is how the
-// first current and next keys are made, and how keys are imported. A taken
-// ID, or a second key in state next or current, gives ErrAlreadyExists, so
-// replicas that start at once on an empty database create one current key
-// between them: the others reload. A current key without ActivatedAt and a
-// retired key without RetiredAt get the current time.
+// first current and next keys of an algorithm are made, and how keys are
+// imported. A taken ID, or a second key of the same algorithm in state next
+// or current, gives ErrAlreadyExists, so replicas that start at once on an
+// empty database create one current key per algorithm between them: the
+// others reload. A current key without ActivatedAt and a retired key without
+// RetiredAt get the current time.
 func (s *Store) CreateSigningKey(ctx context.Context, k *SigningKey) error {
 	if err := checkSigningKey(k); err != nil {
 		return fmt.Errorf("create signing key: %w", err)
@@ -147,11 +149,11 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *SigningKey) error {
 		}
 		if key.State != KeyRetired {
 			var n int
-			if err := s.get(ctx, &n, `SELECT COUNT(*) FROM signing_keys WHERE state = ?`, string(key.State)); err != nil {
+			if err := s.get(ctx, &n, `SELECT COUNT(*) FROM signing_keys WHERE state = ? AND alg = ?`, string(key.State), key.Alg); err != nil {
 				return err
 			}
 			if n > 0 {
-				return fmt.Errorf("a %s key exists already: %w", key.State, ErrAlreadyExists)
+				return fmt.Errorf("a %s %s key exists already: %w", key.State, key.Alg, ErrAlreadyExists)
 			}
 		}
 		return s.insertSigningKey(ctx, &key)
@@ -164,10 +166,10 @@ func (s *Store) CreateSigningKey(ctx context.Context, k *SigningKey) error {
 }
 
 // ListSigningKeys returns every key that is still published (next, current,
-// and retired keys not yet expired) with its private JWK opened: the current
-// key first, then the next key, then retired keys, most recently retired
-// first. A private key the system secret cannot open is an error, never a
-// key with garbage in it.
+// and retired keys not yet expired) of every algorithm with its private JWK
+// opened: current keys first, then next keys, then retired keys, most
+// recently retired first. A private key the system secret cannot open is an
+// error, never a key with garbage in it.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	if s.keySeal == nil {
 		return nil, fmt.Errorf("list signing keys: %w", ErrNoSystemSecret)
@@ -211,15 +213,17 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	return keys, nil
 }
 
-// RotateSigningKeys moves every key one step in one transaction: the current
-// key currentID is retired (published for retiredKeepFor more, for tokens it
-// signed), the next key becomes current, and newNext is stored as the next
-// key. currentID is the current key the caller saw when it decided to
-// rotate: when several replicas decide at once, the first rotation takes
-// effect and the others get ErrConflict and change nothing, instead of
-// rotating again and signing with a key no relying party has seen yet. A
-// missing next key is ErrNotFound. Other replicas learn of the rotation
-// through the signing_keys cache generation.
+// RotateSigningKeys moves the keys of one algorithm, newNext's, one step in
+// one transaction: the current key currentID is retired (published for
+// retiredKeepFor more, for tokens it signed), the next key of that algorithm
+// becomes current, and newNext is stored as its next key. Keys of other
+// algorithms are left alone; a currentID of another algorithm than newNext's
+// is an error and changes nothing. currentID is the current key the caller
+// saw when it decided to rotate: when several replicas decide at once, the
+// first rotation takes effect and the others get ErrConflict and change
+// nothing, instead of rotating again and signing with a key no relying party
+// has seen yet. A missing next key is ErrNotFound. Other replicas learn of
+// the rotation through the signing_keys cache generation.
 func (s *Store) RotateSigningKeys(ctx context.Context, currentID string, newNext *SigningKey, retiredKeepFor time.Duration) error {
 	key := *newNext
 	if key.State == "" {
@@ -248,24 +252,24 @@ func (s *Store) RotateSigningKeys(ctx context.Context, currentID string, newNext
 		// Conditional on the state as well as the ID, so the check holds
 		// on its own: a concurrent rotation that retired this key first
 		// leaves nothing for this UPDATE to change.
-		if err := s.execOne(ctx, `UPDATE signing_keys SET state = ?, retired_at = ?, expires_at = ? WHERE id = ? AND state = ?`,
-			string(KeyRetired), now, expires, currentID, string(KeyCurrent)); err != nil {
+		if err := s.execOne(ctx, `UPDATE signing_keys SET state = ?, retired_at = ?, expires_at = ? WHERE id = ? AND state = ? AND alg = ?`,
+			string(KeyRetired), now, expires, currentID, string(KeyCurrent), key.Alg); err != nil {
 			if errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("key %q is no longer current: %w", currentID, ErrConflict)
+				return s.whyNotRotated(ctx, currentID, key.Alg)
 			}
 			return err
 		}
-		res, err := s.exec(ctx, `UPDATE signing_keys SET state = ?, activated_at = ? WHERE state = ?`,
-			string(KeyCurrent), now, string(KeyNext))
+		res, err := s.exec(ctx, `UPDATE signing_keys SET state = ?, activated_at = ? WHERE state = ? AND alg = ?`,
+			string(KeyCurrent), now, string(KeyNext), key.Alg)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return fmt.Errorf("no next key to promote: %w", ErrNotFound)
+			return fmt.Errorf("no next %s key to promote: %w", key.Alg, ErrNotFound)
 		} else if n > 1 {
-			return fmt.Errorf("%d next keys to promote, want 1", n)
+			return fmt.Errorf("%d next %s keys to promote, want 1", n, key.Alg)
 		}
 		return s.insertSigningKey(ctx, &key)
 	})
@@ -274,4 +278,20 @@ func (s *Store) RotateSigningKeys(ctx context.Context, currentID string, newNext
 	}
 	*newNext = key
 	return nil
+}
+
+// whyNotRotated explains why the key currentID could not be retired for a
+// rotation of alg's keys. Only the happy path's statements run on every
+// rotation; this one runs when that path found nothing to retire.
+func (s *Store) whyNotRotated(ctx context.Context, currentID, alg string) error {
+	var keyAlg string
+	err := s.get(ctx, &keyAlg, `SELECT alg FROM signing_keys WHERE id = ?`, currentID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	case keyAlg != alg:
+		return fmt.Errorf("key %q is for %s, the new next key for %s: rotate each algorithm's keys on their own", currentID, keyAlg, alg)
+	}
+	return fmt.Errorf("key %q is no longer current: %w", currentID, ErrConflict)
 }

@@ -21,6 +21,10 @@ var _ = register(
 	test{"SigningKeyNoSystemSecret", testSigningKeyNoSystemSecret},
 	test{"SigningKeyConcurrentBootstrap", testSigningKeyConcurrentBootstrap},
 	test{"SigningKeyConcurrentRotation", testSigningKeyConcurrentRotation},
+	test{"SigningKeyPerAlgorithm", testSigningKeyPerAlgorithm},
+	test{"SigningKeyRotateOneAlgorithm", testSigningKeyRotateOneAlgorithm},
+	test{"SigningKeyRotateAlgorithmMismatch", testSigningKeyRotateAlgorithmMismatch},
+	test{"SigningKeyConcurrentBootstrapPerAlgorithm", testSigningKeyConcurrentBootstrapPerAlgorithm},
 	test{"SealerWrongSecret", testSealerWrongSecret},
 )
 
@@ -58,10 +62,16 @@ func openRawDB(t *testing.T, dbURL string) *sqlx.DB {
 }
 
 func exampleSigningKey(state store.KeyState) *store.SigningKey {
+	return exampleSigningKeyFor("ES256", state)
+}
+
+// exampleSigningKeyFor is exampleSigningKey for another algorithm. The JWKs
+// are placeholders: the store keeps them as they are.
+func exampleSigningKeyFor(alg string, state store.KeyState) *store.SigningKey {
 	id := randomID("kid")
 	return &store.SigningKey{
 		ID:         id,
-		Alg:        "ES256",
+		Alg:        alg,
 		State:      state,
 		PublicJWK:  []byte(fmt.Sprintf(`{"kty":"EC","kid":%q,"x":"public-x"}`, id)),
 		PrivateJWK: []byte(fmt.Sprintf(`{"kty":"EC","kid":%q,"d":"private-d-%s"}`, id, id)),
@@ -93,6 +103,17 @@ func signingKeysGeneration(t *testing.T, s *store.Store) int64 {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// keysOf keeps the keys of alg, in their order.
+func keysOf(alg string, keys []*store.SigningKey) []*store.SigningKey {
+	var out []*store.SigningKey
+	for _, k := range keys {
+		if k.Alg == alg {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func expectKeys(t *testing.T, got []*store.SigningKey, want ...string) {
@@ -472,5 +493,158 @@ func testSigningKeySealedAtRest(t *testing.T, fresh FreshDB) {
 	}
 	if _, err := s.ListSigningKeys(ctx); err == nil || !strings.Contains(err.Error(), k2.ID) {
 		t.Fatalf("list with a private key moved between rows: %v, want an error naming %s", err, k2.ID)
+	}
+}
+
+// sameInstant reports whether two optional times are both unset or equal.
+func sameInstant(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+// perAlgorithmKeys creates a current and a next key for each of algs.
+func perAlgorithmKeys(t *testing.T, s *store.Store, algs ...string) (current, next map[string]*store.SigningKey) {
+	t.Helper()
+	current, next = map[string]*store.SigningKey{}, map[string]*store.SigningKey{}
+	for _, alg := range algs {
+		current[alg], next[alg] = exampleSigningKeyFor(alg, store.KeyCurrent), exampleSigningKeyFor(alg, store.KeyNext)
+		for _, k := range []*store.SigningKey{current[alg], next[alg]} {
+			if err := s.CreateSigningKey(context.Background(), k); err != nil {
+				t.Fatalf("create %s %s key: %v", k.State, alg, err)
+			}
+		}
+	}
+	return current, next
+}
+
+func testSigningKeyPerAlgorithm(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{Now: NewClock(flowEpoch).Now})
+	cur, next := perAlgorithmKeys(t, s, "RS256", "ES256")
+
+	// Each algorithm has one current and one next key of its own.
+	for _, alg := range []string{"RS256", "ES256"} {
+		expectErr(t, "second current "+alg+" key", s.CreateSigningKey(ctx, exampleSigningKeyFor(alg, store.KeyCurrent)), store.ErrAlreadyExists)
+		expectErr(t, "second next "+alg+" key", s.CreateSigningKey(ctx, exampleSigningKeyFor(alg, store.KeyNext)), store.ErrAlreadyExists)
+	}
+	keys := listSigningKeys(t, s)
+	if len(keys) != 4 {
+		t.Fatalf("keys = %v, want a current and a next key for each of 2 algorithms", keysByState(keys))
+	}
+	for _, alg := range []string{"RS256", "ES256"} {
+		expectKeys(t, keysOf(alg, keys), "current:"+cur[alg].ID, "next:"+next[alg].ID)
+	}
+	// A third algorithm starts from nothing.
+	eddsa := exampleSigningKeyFor("EdDSA", store.KeyCurrent)
+	if err := s.CreateSigningKey(ctx, eddsa); err != nil {
+		t.Fatalf("create the first EdDSA key next to RS256 and ES256 keys: %v", err)
+	}
+	expectKeys(t, keysOf("EdDSA", listSigningKeys(t, s)), "current:"+eddsa.ID)
+}
+
+func testSigningKeyRotateOneAlgorithm(t *testing.T, open Opener) {
+	ctx := context.Background()
+	clock := NewClock(flowEpoch)
+	s := open(t, store.Options{Now: clock.Now})
+	cur, next := perAlgorithmKeys(t, s, "RS256", "ES256")
+	before := keysOf("RS256", listSigningKeys(t, s))
+
+	clock.Add(time.Hour)
+	rotatedAt := clock.Now()
+	newNext := exampleSigningKeyFor("ES256", store.KeyNext)
+	if err := s.RotateSigningKeys(ctx, cur["ES256"].ID, newNext, 24*time.Hour); err != nil {
+		t.Fatalf("rotate ES256 keys: %v", err)
+	}
+	keys := listSigningKeys(t, s)
+	es := keysOf("ES256", keys)
+	expectKeys(t, es, "current:"+next["ES256"].ID, "next:"+newNext.ID, "retired:"+cur["ES256"].ID)
+	wantInstant(t, *es[0].ActivatedAt, rotatedAt, "promoted ES256 key activated_at")
+
+	// The RS256 keys are as they were, down to their times.
+	after := keysOf("RS256", keys)
+	expectKeys(t, after, "current:"+cur["RS256"].ID, "next:"+next["RS256"].ID)
+	for i := range after {
+		b, a := before[i], after[i]
+		if !a.CreatedAt.Equal(b.CreatedAt) || !sameInstant(a.ActivatedAt, b.ActivatedAt) ||
+			a.RetiredAt != nil || a.ExpiresAt != nil || !bytes.Equal(a.PrivateJWK, b.PrivateJWK) {
+			t.Fatalf("RS256 key %s changed by an ES256 rotation: %+v, was %+v", a.ID, a, b)
+		}
+	}
+
+	// The RS256 keys rotate on their own later.
+	clock.Add(time.Hour)
+	rsNext := exampleSigningKeyFor("RS256", store.KeyNext)
+	if err := s.RotateSigningKeys(ctx, cur["RS256"].ID, rsNext, time.Hour); err != nil {
+		t.Fatalf("rotate RS256 keys: %v", err)
+	}
+	keys = listSigningKeys(t, s)
+	expectKeys(t, keysOf("RS256", keys), "current:"+next["RS256"].ID, "next:"+rsNext.ID, "retired:"+cur["RS256"].ID)
+	expectKeys(t, keysOf("ES256", keys), "current:"+next["ES256"].ID, "next:"+newNext.ID, "retired:"+cur["ES256"].ID)
+}
+
+func testSigningKeyRotateAlgorithmMismatch(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{Now: NewClock(flowEpoch).Now})
+	cur, next := perAlgorithmKeys(t, s, "RS256", "ES256")
+	gen := signingKeysGeneration(t, s)
+
+	// Retiring the ES256 key for a new RS256 key would leave ES256 without
+	// a current key and RS256 with two.
+	err := s.RotateSigningKeys(ctx, cur["ES256"].ID, exampleSigningKeyFor("RS256", store.KeyNext), time.Hour)
+	if err == nil {
+		t.Fatal("rotate accepted a new RS256 key for the current ES256 key")
+	}
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rotate with mismatched algorithms: %v; want an error of its own, not one a replica retries or ignores", err)
+	}
+	if !strings.Contains(err.Error(), cur["ES256"].ID) {
+		t.Fatalf("rotate with mismatched algorithms: %v, want the error to name %s", err, cur["ES256"].ID)
+	}
+	keys := listSigningKeys(t, s)
+	for _, alg := range []string{"RS256", "ES256"} {
+		expectKeys(t, keysOf(alg, keys), "current:"+cur[alg].ID, "next:"+next[alg].ID)
+	}
+	if len(keys) != 4 {
+		t.Fatalf("keys after a refused rotation = %v, want the 4 from before", keysByState(keys))
+	}
+	if g := signingKeysGeneration(t, s); g != gen {
+		t.Fatalf("generation after a refused rotation = %d, want %d", g, gen)
+	}
+	// A stale current key of the right algorithm is still a conflict.
+	if err := s.RotateSigningKeys(ctx, cur["RS256"].ID, exampleSigningKeyFor("RS256", store.KeyNext), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	expectErr(t, "rotate RS256 from a stale current key", s.RotateSigningKeys(ctx, cur["RS256"].ID, exampleSigningKeyFor("RS256", store.KeyNext), time.Hour), store.ErrConflict)
+}
+
+func testSigningKeyConcurrentBootstrapPerAlgorithm(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{})
+	algs := []string{"RS256", "ES256", "EdDSA"}
+	const replicas = 4
+	// Every replica creates a current and then a next key for every
+	// algorithm, the way a provider starting on an empty database does.
+	errs := inParallel(replicas*len(algs), func(i int) error {
+		alg := algs[i%len(algs)]
+		return errors.Join(
+			s.CreateSigningKey(ctx, exampleSigningKeyFor(alg, store.KeyCurrent)),
+			s.CreateSigningKey(ctx, exampleSigningKeyFor(alg, store.KeyNext)))
+	})
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			t.Errorf("replica %d: %v, want ErrAlreadyExists", i, err)
+		}
+	}
+	keys := listSigningKeys(t, s)
+	for _, alg := range algs {
+		mine := keysOf(alg, keys)
+		if len(mine) != 2 || mine[0].State != store.KeyCurrent || mine[1].State != store.KeyNext {
+			t.Errorf("%s keys after concurrent bootstrap = %v, want one current and one next key", alg, keysByState(mine))
+		}
+	}
+	if len(keys) != 2*len(algs) {
+		t.Fatalf("keys after concurrent bootstrap = %v, want %d", keysByState(keys), 2*len(algs))
 	}
 }

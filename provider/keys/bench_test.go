@@ -1,0 +1,52 @@
+package keys_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/latchkey-oidc/latchkey/provider/keys"
+)
+
+// BenchmarkGenerate is the cost of signing an ID token's worth of claims,
+// the ring's hot path.
+func BenchmarkGenerate(b *testing.B) {
+	r := newDB(b).loaded(b, keys.Options{})
+	claims := jwt.MapClaims{
+		"iss": "https://op.example", "sub": "248289761001", "aud": []string{"s6BhdRkqt3"},
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(), "nonce": "n-0S6_WzA2Mj",
+		"auth_time": time.Now().Unix(), "at_hash": "77QmUPtjPfzWtF2AnpK9RQ",
+	}
+	for _, alg := range r.Algs() {
+		b.Run(alg, func(b *testing.B) {
+			h := jwt.NewHeaders()
+			h.Add("alg", alg)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := r.Generate(ctx, claims, h); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecode is the cost of verifying a token the ring signed.
+func BenchmarkDecode(b *testing.B) {
+	r := newDB(b).loaded(b, keys.Options{})
+	for _, alg := range r.Algs() {
+		b.Run(alg, func(b *testing.B) {
+			tok := generate(b, r, alg)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Decode(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
