@@ -40,14 +40,35 @@ func (r *Ring) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Ma
 	return raw, sig, err
 }
 
-func headerAlg(v any) (string, bool) {
-	switch a := v.(type) {
-	case string:
-		return a, a != ""
-	case jose.SignatureAlgorithm:
-		return string(a), a != ""
+// EdDSAHashHint is what a session's ID token header names EdDSA as.
+// fosite picks the at_hash and c_hash function from the digits after the
+// first two letters of the header's alg ("ES384" → SHA-384), and would hash
+// for EdDSA with SHA-256; Ed25519 ID tokens hash with SHA-512 (the OpenID
+// Foundation's reading, and what relying parties such as go-oidc verify).
+// Generate signs a header alg of EdDSAHashHint with the EdDSA key.
+const EdDSAHashHint = "Ed512"
+
+// HeaderAlg returns the alg to put in a session's ID token header so that
+// fosite signs with alg and computes its hashes right.
+func HeaderAlg(alg string) string {
+	if alg == "EdDSA" {
+		return EdDSAHashHint
 	}
-	return "", false
+	return alg
+}
+
+func headerAlg(v any) (string, bool) {
+	var a string
+	switch v := v.(type) {
+	case string:
+		a = v
+	case jose.SignatureAlgorithm:
+		a = string(v)
+	}
+	if a == EdDSAHashHint {
+		a = "EdDSA"
+	}
+	return a, a != ""
 }
 
 // Sign signs claims with the current key of alg ("" is the default

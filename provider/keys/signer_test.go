@@ -98,6 +98,7 @@ func TestGenerateSignsWithCurrentKeyOfHeaderAlg(t *testing.T) {
 	for _, tc := range []struct{ headerAlg, want string }{
 		{"ES256", "ES256"},
 		{"EdDSA", "EdDSA"},
+		{keys.HeaderAlg("EdDSA"), "EdDSA"}, // the hint that makes fosite hash with SHA-512
 		{"RS256", "RS256"},
 		{"", "RS256"},      // no alg: the default
 		{"HS256", "RS256"}, // an alg without keys: the default
