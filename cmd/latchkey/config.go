@@ -2,56 +2,230 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/latchkey-oidc/latchkey/store"
 )
 
-// dbFlags are the flags every command that opens the store takes.
-type dbFlags struct {
-	databaseURL string
-	dataDir     string
+// A setting is an option every source can give: a flag, its LATCHKEY_*
+// environment variable, and its key in the YAML config file (the flag's
+// name). A flag beats the environment, which beats the file, which beats
+// the default.
+type setting struct {
+	env    string
+	def    string
+	usage  string
+	isBool bool
 }
 
-// newFlagSet returns a flag set for a command whose flags default to their
-// LATCHKEY_* environment variables.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("latchkey "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// settingDefs are every command's settings, by name. A config file may
+// hold any of them: one file serves every command.
+var settingDefs = map[string]setting{
+	"database-url": {env: "LATCHKEY_DATABASE_URL",
+		usage: "database: postgres://… or a SQLite file path; default: latchkey.db in --data-dir"},
+	"data-dir": {env: "LATCHKEY_DATA_DIR", def: "latchkey-data",
+		usage: "directory of the embedded SQLite database, the generated system secret and admin token"},
+	"issuer": {env: "LATCHKEY_ISSUER",
+		usage: "issuer URL, https outside loopback unless --dev; default: http:// and the public address"},
+	"login-url": {env: "LATCHKEY_LOGIN_URL",
+		usage: "base URL of the login app; default: the issuer + /login"},
+	"admin-token": {env: "LATCHKEY_ADMIN_TOKEN",
+		usage: "bearer token of the admin API (16+ characters); default: generated once into <data-dir>/admin-token"},
+	"system-secret": {env: "LATCHKEY_SYSTEM_SECRET",
+		usage: "secret (32+ bytes) that keys token HMACs and seals signing keys; required with PostgreSQL; default: generated once into <data-dir>/system-secret"},
+	"old-system-secrets": {env: "LATCHKEY_OLD_SYSTEM_SECRETS",
+		usage: "comma-separated previous system secrets, still accepted during a rotation"},
+	"dev": {env: "LATCHKEY_DEV", isBool: true,
+		usage: "dev mode: allow a plain http issuer and http redirect URIs off loopback"},
+	"public-addr": {env: "LATCHKEY_PUBLIC_ADDR", def: "127.0.0.1:8080",
+		usage: "listen address of the public endpoints"},
+	"admin-addr": {env: "LATCHKEY_ADMIN_ADDR", def: "127.0.0.1:8081",
+		usage: "listen address of the admin API"},
+	"log-format": {env: "LATCHKEY_LOG_FORMAT", def: "text",
+		usage: "log format: text or json"},
+	"log-level": {env: "LATCHKEY_LOG_LEVEL", def: "info",
+		usage: "log level: debug, info, warn or error"},
 }
 
-func (d *dbFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&d.databaseURL, "database-url", env("LATCHKEY_DATABASE_URL", ""),
-		"database URL: postgres://… or a SQLite file path (env LATCHKEY_DATABASE_URL); default: the SQLite file in --data-dir")
-	fs.StringVar(&d.dataDir, "data-dir", env("LATCHKEY_DATA_DIR", "data"),
-		"directory for the embedded SQLite database and dev files (env LATCHKEY_DATA_DIR)")
+// dbSettings are what every command that opens the store takes.
+var dbSettings = []string{"database-url", "data-dir"}
+
+// secretSettings are what commands that hash client secrets or unseal
+// signing keys take, to match the server.
+var secretSettings = []string{"system-secret", "old-system-secrets", "dev"}
+
+// flagValue is a setting's flag; it records whether the flag was given.
+type flagValue struct {
+	value  string
+	set    bool
+	isBool bool
 }
 
-// url returns the database URL, creating the data directory when the
-// embedded SQLite default is used.
-func (d *dbFlags) url() (string, error) {
-	if d.databaseURL != "" {
-		return d.databaseURL, nil
+func (v *flagValue) String() string     { return v.value }
+func (v *flagValue) Set(s string) error { v.value, v.set = s, true; return nil }
+func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
+
+// settings are one command's flags, resolved against the environment and
+// the config file by parse.
+type settings struct {
+	fs       *flag.FlagSet
+	flags    map[string]*flagValue
+	config   *flagValue
+	file     map[string]string
+	fileName string
+}
+
+// newSettings returns the flag set of command with the named settings,
+// and --config. Commands add their own plain flags to fs.
+func newSettings(command string, stderr io.Writer, names ...string) *settings {
+	s := &settings{
+		fs:     flag.NewFlagSet("latchkey "+command, flag.ContinueOnError),
+		flags:  map[string]*flagValue{},
+		config: &flagValue{},
 	}
-	if err := os.MkdirAll(d.dataDir, 0o700); err != nil {
-		return "", fmt.Errorf("create data dir: %w", err)
+	s.fs.SetOutput(stderr)
+	s.fs.Var(s.config, "config", "YAML config file whose keys are these flags' names (env LATCHKEY_CONFIG)")
+	for _, name := range names {
+		def, ok := settingDefs[name]
+		if !ok {
+			panic("unknown setting " + name) // a programming error, caught by any test of the command
+		}
+		v := &flagValue{isBool: def.isBool}
+		s.flags[name] = v
+		usage := def.usage + " (env " + def.env
+		if def.def != "" {
+			usage += ", default " + def.def
+		}
+		s.fs.Var(v, name, usage+")")
 	}
-	return filepath.Join(d.dataDir, "latchkey.db"), nil
+	return s
 }
 
-// open opens the store the flags name.
-func (d *dbFlags) open(ctx context.Context) (*store.Store, error) {
-	url, err := d.url()
+// parse parses args, which may mix flags and positional arguments, reads
+// the config file, and returns the positional arguments. A bad flag is
+// errUsage, after the flag package printed why.
+func (s *settings) parse(args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := s.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
+			return nil, errUsage
+		}
+		args = s.fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	s.fileName = s.config.value
+	if !s.config.set {
+		s.fileName = env("LATCHKEY_CONFIG", "")
+	}
+	if s.fileName != "" {
+		file, err := readConfigFile(s.fileName)
+		if err != nil {
+			return nil, err
+		}
+		s.file = file
+	}
+	return positional, nil
+}
+
+// noArgs parses args of a command that takes no positional arguments.
+func noArgs(s *settings, args []string) error {
+	pos, err := s.parse(args)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return store.Open(ctx, url, store.Options{})
+	if len(pos) > 0 {
+		fmt.Fprintf(s.fs.Output(), "%s: unexpected argument %q\n", s.fs.Name(), pos[0])
+		return errUsage
+	}
+	return nil
+}
+
+// readConfigFile reads a YAML mapping of setting names to single values.
+func readConfigFile(name string) (map[string]string, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", name, err)
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if _, ok := settingDefs[k]; !ok {
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the long flag names, e.g. issuer, public-addr)", name, k)
+		}
+		switch v := v.(type) {
+		case nil:
+		case string:
+			out[k] = v
+		case bool, int, float64:
+			out[k] = fmt.Sprint(v)
+		case []any:
+			// A list, for the comma-separated settings (old-system-secrets).
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			out[k] = strings.Join(parts, ",")
+		default:
+			return nil, fmt.Errorf("config file %s: %s must be a single value", name, k)
+		}
+	}
+	return out, nil
+}
+
+// get returns a setting's value: flag, environment, config file, default.
+func (s *settings) get(name string) string {
+	v, ok := s.flags[name]
+	if !ok {
+		panic("setting " + name + " not registered")
+	}
+	if v.set {
+		return v.value
+	}
+	def := settingDefs[name]
+	if e := env(def.env, ""); e != "" {
+		return e
+	}
+	if f, ok := s.file[name]; ok {
+		return f
+	}
+	return def.def
+}
+
+// bool returns a boolean setting.
+func (s *settings) bool(name string) (bool, error) {
+	v := s.get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("--%s: %q is not true or false", name, v)
+	}
+	return b, nil
 }
 
 // env returns the environment variable's value, or def when it is unset.
@@ -60,4 +234,159 @@ func env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// dataDir returns --data-dir.
+func (s *settings) dataDir() string { return s.get("data-dir") }
+
+// databaseURL returns the database URL and whether it is PostgreSQL. The
+// embedded default is latchkey.db in the data directory, which it creates.
+func (s *settings) databaseURL() (string, bool, error) {
+	if u := s.get("database-url"); u != "" {
+		scheme, _, _ := strings.Cut(strings.TrimSpace(u), "://")
+		scheme = strings.ToLower(scheme)
+		return u, scheme == "postgres" || scheme == "postgresql", nil
+	}
+	if err := os.MkdirAll(s.dataDir(), 0o700); err != nil {
+		return "", false, fmt.Errorf("create data dir: %w", err)
+	}
+	return filepath.Join(s.dataDir(), "latchkey.db"), false, nil
+}
+
+// openStore opens the store the settings name, migrated when migrate is
+// set (the server and the tools that write apply pending migrations, so
+// the embedded default needs no separate step).
+func (s *settings) openStore(ctx context.Context, opts store.Options, migrate bool) (*store.Store, error) {
+	u, _, err := s.databaseURL()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, u, opts)
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		if _, err := st.Migrate(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// Files the server keeps in the data directory.
+const (
+	systemSecretFile = "system-secret"
+	adminTokenFile   = "admin-token"
+)
+
+// systemSecrets returns the system secret and the old ones. Without
+// --system-secret the embedded default keeps a generated one in the data
+// directory; PostgreSQL needs it given, since every replica must share it.
+func (s *settings) systemSecrets(log *slog.Logger) (secret []byte, old [][]byte, err error) {
+	for _, o := range strings.Split(s.get("old-system-secrets"), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			if len(o) < 32 {
+				return nil, nil, errors.New("--old-system-secrets: every secret must be at least 32 bytes")
+			}
+			old = append(old, []byte(o))
+		}
+	}
+	if v := s.get("system-secret"); v != "" {
+		if len(v) < 32 {
+			return nil, nil, errors.New("--system-secret must be at least 32 bytes")
+		}
+		return []byte(v), old, nil
+	}
+	_, postgres, err := s.databaseURL()
+	if err != nil {
+		return nil, nil, err
+	}
+	dev, err := s.bool("dev")
+	if err != nil {
+		return nil, nil, err
+	}
+	if postgres && !dev {
+		return nil, nil, errors.New("with PostgreSQL, set --system-secret (LATCHKEY_SYSTEM_SECRET): every replica and tool must share it")
+	}
+	v, _, err := dataDirSecret(s.dataDir(), systemSecretFile, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []byte(v), old, nil
+}
+
+// dataDirSecret returns the secret kept in file name of dir, generating it
+// (256 random bits, base64url) the first time, readable by the owner only.
+// Processes starting at once agree on one secret: it is written to a
+// temporary file and linked into place, so it appears whole, once.
+func dataDirSecret(dir, name string, log *slog.Logger) (secret, path string, err error) {
+	path = filepath.Join(dir, name)
+	if secret, err := readSecretFile(path, log); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return secret, path, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", path, fmt.Errorf("create data dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw) // never fails (crypto/rand)
+	secret = base64.RawURLEncoding.EncodeToString(raw)
+	tmp, err := os.CreateTemp(dir, "."+name+"-*") // mode 0600
+	if err != nil {
+		return "", path, fmt.Errorf("create %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(secret + "\n")
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return "", path, fmt.Errorf("write %s: %w", path, werr)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			secret, err := readSecretFile(path, log)
+			return secret, path, err
+		}
+		return "", path, fmt.Errorf("create %s: %w", path, err)
+	}
+	log.Info("generated a secret file", "path", path)
+	return secret, path, nil
+}
+
+func readSecretFile(path string, log *slog.Logger) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("a secret file is readable by others; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
+}
+
+// newLogger returns the logger the settings ask for, writing to w.
+func (s *settings) newLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.get("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f := s.get("log-format"); f {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text or json", f)
+	}
+}
+
+// withLog adds the log settings to names.
+func withLog(names ...string) []string {
+	return slices.Concat(names, []string{"log-format", "log-level"})
 }

@@ -11,16 +11,14 @@ import (
 )
 
 func runJanitor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("janitor", stderr)
-	var db dbFlags
-	db.register(fs)
-	batch := fs.Int("batch-size", 1000, "rows deleted per statement")
-	pause := fs.Duration("pause", 0, "pause between batches")
-	every := fs.Duration("every", 0, "run again at this interval until stopped (0: run once)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	set := newSettings("janitor", stderr, dbSettings...)
+	batch := set.fs.Int("batch-size", 1000, "rows deleted per statement")
+	pause := set.fs.Duration("pause", 0, "pause between batches")
+	every := set.fs.Duration("every", 0, "run again at this interval until stopped (0: run once)")
+	if err := noArgs(set, args); err != nil {
+		return err
 	}
-	s, err := db.open(ctx)
+	s, err := set.openStore(ctx, store.Options{}, false)
 	if err != nil {
 		return err
 	}

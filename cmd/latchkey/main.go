@@ -18,12 +18,26 @@ var version = "dev"
 const usage = `Usage: latchkey <command> [flags]
 
 Commands:
-  migrate   apply database migrations (--status lists them)
-  janitor   delete expired tokens, codes, sessions and counters
-  version   print the version
+  serve               run the provider: public endpoints and admin API
+                      ("serve provider" is the same)
+  clients create      register a client from RFC 7591 JSON (--file client.json);
+                      prints it, with its secret this once
+  clients list        print every client as JSON
+  clients get ID      print a client as JSON
+  clients delete ID   delete a client
+  keys list           list the signing keys
+  keys rotate         rotate the signing keys (--alg RS256 for one algorithm)
+  migrate             apply database migrations (--status lists them)
+  janitor             delete expired tokens, codes, sessions and counters
+  version             print the version
 
-Every command takes --database-url (LATCHKEY_DATABASE_URL) or --data-dir
-(LATCHKEY_DATA_DIR, default ./data, holding the SQLite file latchkey.db).
+With no flags everything lives in ./latchkey-data: the SQLite database, and
+the system secret and admin token serve generates once. --database-url
+postgres://… (with --system-secret) runs on PostgreSQL instead.
+
+Every flag has a LATCHKEY_* environment variable (--data-dir is
+LATCHKEY_DATA_DIR) and a key in the YAML file --config names (data-dir: …);
+a flag beats the environment, which beats the file.
 Run "latchkey <command> -h" for the command's flags.
 `
 
@@ -31,6 +45,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, errHelp) {
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "latchkey:", err)
@@ -39,7 +56,12 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage")
+// errUsage reports a command line that could not be run; the usage was
+// printed. errHelp reports that help was asked for and printed.
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -47,6 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "clients":
+		return runClients(ctx, args[1:], stdout, stderr)
+	case "keys":
+		return runKeys(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args[1:], stdout, stderr)
 	case "janitor":

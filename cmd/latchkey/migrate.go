@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/latchkey-oidc/latchkey/store"
 )
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("migrate", stderr)
-	var db dbFlags
-	db.register(fs)
-	status := fs.Bool("status", false, "list applied and pending migrations instead of applying them")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	set := newSettings("migrate", stderr, dbSettings...)
+	status := set.fs.Bool("status", false, "list applied and pending migrations instead of applying them")
+	if err := noArgs(set, args); err != nil {
+		return err
 	}
-	s, err := db.open(ctx)
+	s, err := set.openStore(ctx, store.Options{}, false)
 	if err != nil {
 		return err
 	}

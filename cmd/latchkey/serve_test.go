@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/latchkey-oidc/latchkey/provider"
+)
+
+// syncBuffer is an output the server goroutine writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cleanEnv unsets every LATCHKEY_* variable the commands read, so the
+// developer's environment does not leak into a test.
+func cleanEnv(t *testing.T) {
+	t.Helper()
+	t.Setenv("LATCHKEY_CONFIG", "")
+	for _, def := range settingDefs {
+		t.Setenv(def.env, "")
+	}
+}
+
+// server is a "latchkey serve" running in the test.
+type server struct {
+	public, admin, issuer string
+	stdout, stderr        *syncBuffer
+	stop                  context.CancelFunc
+	done                  chan error
+}
+
+var (
+	publicLine = regexp.MustCompile(`(?m)^\s+public\s+(http://\S+)$`)
+	adminLine  = regexp.MustCompile(`(?m)^\s+admin API\s+(http://\S+)$`)
+	issuerLine = regexp.MustCompile(`(?m)^\s+issuer\s+(\S+)$`)
+)
+
+// startServe runs serve with args on ephemeral ports and waits until it
+// answers HTTP. It stops the server when the test ends.
+func startServe(t *testing.T, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	args = append([]string{"serve", "--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)
+	go func() { s.done <- run(ctx, args, s.stdout, s.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := s.stdout.String()
+		if p, a, i := publicLine.FindStringSubmatch(out), adminLine.FindStringSubmatch(out), issuerLine.FindStringSubmatch(out); p != nil && a != nil && i != nil {
+			s.public, s.admin, s.issuer = p[1], a[1], i[1]
+			break
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			t.Fatalf("serve ended before it listened: %v\nstdout: %s\nstderr: %s", err, out, s.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve printed no addresses: %s\nstderr: %s", out, s.stderr.String())
+		}
+	}
+	// Any HTTP answer will do: the endpoint's owner may not have written it.
+	for {
+		resp, err := http.Get(s.public + "/.well-known/openid-configuration")
+		if err == nil {
+			resp.Body.Close()
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve does not answer HTTP: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shutdown stops the server and checks that run returns nil promptly.
+func (s *server) shutdown(t *testing.T) {
+	t.Helper()
+	s.stop()
+	select {
+	case err := <-s.done:
+		s.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("serve returned %v after the context ended\nstderr: %s", err, s.stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not return within 15s of the context ending")
+	}
+}
+
+// cli runs a latchkey command to completion and returns its stdout.
+func cli(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("latchkey %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", filepath.Base(path), fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func adminGet(t *testing.T, s *server, token, path string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.admin+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func currentKID(t *testing.T, keys []provider.SigningKeyView, alg string) string {
+	t.Helper()
+	for _, k := range keys {
+		if k.Alg == alg && k.State == "current" {
+			return k.KID
+		}
+	}
+	t.Fatalf("no current %s key in %+v", alg, keys)
+	return ""
+}
+
+func clientCredentials(id, secret, tokenURL string) error {
+	conf := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInHeader}
+	_, err := conf.Token(context.Background())
+	return err
+}
+
+// TestServeEmbeddedDefault runs the server as a newcomer does, with only a
+// data directory, and administers it with the CLI while it runs.
+func TestServeEmbeddedDefault(t *testing.T) {
+	cleanEnv(t)
+	dir := filepath.Join(t.TempDir(), "latchkey-data")
+	srv := startServe(t, "--data-dir", dir)
+	if srv.issuer != srv.public {
+		t.Errorf("issuer %s, want the public address %s", srv.issuer, srv.public)
+	}
+	secret := readFile(t, filepath.Join(dir, "system-secret"))
+	token := readFile(t, filepath.Join(dir, "admin-token"))
+	if len(secret) < 32 || len(token) < 16 {
+		t.Fatalf("generated secret %d bytes, token %d", len(secret), len(token))
+	}
+	for _, out := range []string{srv.stdout.String(), srv.stderr.String()} {
+		if strings.Contains(out, secret) || strings.Contains(out, token) {
+			t.Fatal("serve printed the system secret or the admin token")
+		}
+	}
+	if !strings.Contains(srv.stdout.String(), filepath.Join(dir, "admin-token")) {
+		t.Errorf("serve does not say where the admin token is: %s", srv.stdout.String())
+	}
+	if status := adminGet(t, srv, "wrong-token-0123456789", "/admin/keys", nil); status != http.StatusUnauthorized {
+		t.Errorf("admin API with a wrong token: %d", status)
+	}
+
+	// A client registered with the CLI while the server runs works there.
+	file := filepath.Join(t.TempDir(), "client.json")
+	if err := os.WriteFile(file, []byte(`{"client_id":"backend","client_name":"Backend","grant_types":["client_credentials"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	out := cli(t, "clients", "create", "--file", file, "--data-dir", dir)
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ID != "backend" || created.Secret == "" {
+		t.Fatalf("clients create printed %q (%v)", out, err)
+	}
+	if err := clientCredentials("backend", created.Secret, srv.public+"/oauth2/token"); err != nil {
+		t.Fatalf("client_credentials with the CLI's client: %v", err)
+	}
+	if out := cli(t, "clients", "get", "backend", "--data-dir", dir); strings.Contains(out, `"client_secret"`) || !strings.Contains(out, `"Backend"`) {
+		t.Errorf("clients get printed %s", out)
+	}
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(cli(t, "clients", "list", "--data-dir", dir)), &listed); err != nil || len(listed) != 1 {
+		t.Errorf("clients list: %v %v", listed, err)
+	}
+
+	// A rotation with the CLI shows in the running server's admin API.
+	var before, after []provider.SigningKeyView
+	if status := adminGet(t, srv, token, "/admin/keys", &before); status != http.StatusOK {
+		t.Fatalf("admin keys: %d", status)
+	}
+	if err := json.Unmarshal([]byte(cli(t, "keys", "rotate", "--alg", "RS256", "--json", "--data-dir", dir)), &after); err != nil {
+		t.Fatal(err)
+	}
+	if currentKID(t, after, "RS256") == currentKID(t, before, "RS256") {
+		t.Fatal("keys rotate kept the current RS256 key")
+	}
+	var served []provider.SigningKeyView
+	adminGet(t, srv, token, "/admin/keys", &served)
+	if currentKID(t, served, "RS256") != currentKID(t, after, "RS256") {
+		t.Errorf("the server did not pick up the rotation: %+v", served)
+	}
+	if out := cli(t, "keys", "list", "--data-dir", dir); !strings.Contains(out, "KID") || !strings.Contains(out, currentKID(t, after, "RS256")) {
+		t.Errorf("keys list printed %s", out)
+	}
+
+	srv.shutdown(t)
+
+	// A restart reuses the generated secrets: the client's secret still
+	// verifies and the admin token is the same.
+	srv = startServe(t, "--data-dir", dir)
+	if readFile(t, filepath.Join(dir, "system-secret")) != secret || readFile(t, filepath.Join(dir, "admin-token")) != token {
+		t.Fatal("a restart generated new secrets")
+	}
+	if err := clientCredentials("backend", created.Secret, srv.public+"/oauth2/token"); err != nil {
+		t.Errorf("client_credentials after a restart: %v", err)
+	}
+	if status := adminGet(t, srv, token, "/admin/clients/backend", nil); status != http.StatusOK {
+		t.Errorf("admin API after a restart: %d", status)
+	}
+	if out := cli(t, "clients", "delete", "backend", "--data-dir", dir); !strings.Contains(out, "deleted client backend") {
+		t.Errorf("clients delete printed %q", out)
+	}
+	// The server's client cache follows changes other processes make
+	// within seconds (provider.Run watches the store).
+	for deadline := time.Now().Add(20 * time.Second); clientCredentials("backend", created.Secret, srv.public+"/oauth2/token") == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("a client deleted with the CLI still gets tokens after 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	srv.shutdown(t)
+}
+
+func TestServeRefusesPlainHTTPIssuer(t *testing.T) {
+	cleanEnv(t)
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--data-dir", dir, "--issuer", "http://example.com",
+		"--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "plain http") || !strings.Contains(err.Error(), "--dev") {
+		t.Fatalf("serve with an http issuer: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "latchkey.db")); err == nil {
+		t.Error("the refused serve created a database")
+	}
+	// --dev allows it.
+	srv := startServe(t, "--data-dir", dir, "--issuer", "http://example.com", "--dev")
+	if srv.issuer != "http://example.com" {
+		t.Errorf("issuer %q", srv.issuer)
+	}
+	srv.shutdown(t)
+}
+
+func TestServeArguments(t *testing.T) {
+	cleanEnv(t)
+	for _, args := range [][]string{
+		{"serve", "login"},
+		{"serve", "provider", "extra"},
+		{"serve", "--log-format", "xml", "--data-dir", t.TempDir()},
+		{"serve", "--admin-token", "short", "--data-dir", t.TempDir()},
+		{"serve", "--system-secret", "short", "--data-dir", t.TempDir()},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err == nil {
+			t.Errorf("%v succeeded", args)
+		}
+	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--database-url", "postgres://127.0.0.1:1/none"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--system-secret") {
+		t.Errorf("PostgreSQL without a system secret: %v", err)
+	}
+}
+
+// TestConfigPrecedence checks flag > environment > config file > default,
+// and that serve takes its settings from a config file.
+func TestConfigPrecedence(t *testing.T) {
+	cleanEnv(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "latchkey.yaml")
+	yaml := "issuer: http://127.0.0.1:9999/file\nlogin-url: https://login.example.test/file\npublic-addr: 127.0.0.1:0\nadmin-addr: 127.0.0.1:0\ndev: true\ndata-dir: " + filepath.Join(dir, "from-file") + "\n"
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LATCHKEY_LOGIN_URL", "https://login.example.test/env")
+	t.Setenv("LATCHKEY_ADMIN_ADDR", "127.0.0.1:1")
+
+	s := newSettings("serve", &bytes.Buffer{}, serveSettings...)
+	if _, err := s.parse([]string{"--config", config, "--admin-addr", "127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"admin-addr":  "127.0.0.1:2",                    // flag over env
+		"login-url":   "https://login.example.test/env", // env over file
+		"issuer":      "http://127.0.0.1:9999/file",     // file over default
+		"log-format":  "text",                           // default
+		"public-addr": "127.0.0.1:0",
+	} {
+		if got := s.get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if dev, err := s.bool("dev"); err != nil || !dev {
+		t.Errorf("dev from the file: %v %v", dev, err)
+	}
+
+	// The config file from the environment, overridden by a flag.
+	t.Setenv("LATCHKEY_ADMIN_ADDR", "")
+	t.Setenv("LATCHKEY_CONFIG", config)
+	srv := startServe(t, "--issuer", "http://127.0.0.1:9999/flag")
+	if srv.issuer != "http://127.0.0.1:9999/flag" {
+		t.Errorf("issuer %q, want the flag's", srv.issuer)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "from-file", "admin-token")); err != nil {
+		t.Errorf("data-dir from the config file was not used: %v", err)
+	}
+	srv.shutdown(t)
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("isuer: https://typo.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "--config", bad}, &out, &errOut); err == nil || !strings.Contains(err.Error(), `"isuer"`) {
+		t.Errorf("config file with an unknown key: %v", err)
+	}
+}

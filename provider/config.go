@@ -1,0 +1,143 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is what an operator chooses about a provider. New fills in the
+// defaults documented on each field.
+type Config struct {
+	// Issuer is the provider's issuer URL, e.g. https://id.example.com. Every
+	// endpoint lives under it. It must be https unless it is a loopback
+	// address or Dev is set.
+	Issuer string
+	// LoginURL is the base URL of the login app; default Issuer + "/login".
+	LoginURL string
+	// PasswordCheckURL is where the password grant asks the login side to
+	// check a username and password; default LoginURL + "/internal/password".
+	PasswordCheckURL string
+	// AdminToken is the bearer token of the admin API. The provider also
+	// presents it when it calls the login side.
+	AdminToken string
+	// SystemSecret (at least 32 bytes) keys the token HMACs and the client
+	// secret pepper; OldSystemSecrets still verify what older ones made.
+	SystemSecret     []byte
+	OldSystemSecrets [][]byte
+	// Dev relaxes what only makes sense in production: plain http off
+	// loopback, and cookies without Secure on http.
+	Dev bool
+
+	AccessTokenLifespan   time.Duration // default 1h
+	RefreshTokenLifespan  time.Duration // default 30 days
+	IDTokenLifespan       time.Duration // default 1h
+	AuthorizeCodeLifespan time.Duration // default 5m
+	DeviceCodeLifespan    time.Duration // default 10m
+	DevicePollInterval    time.Duration // default 5s
+	PARLifespan           time.Duration // default 90s
+	// ChallengeLifespan bounds how long a user may take to sign in and
+	// consent; default 30m.
+	ChallengeLifespan time.Duration
+	// SessionLifespan is how long an SSO session lasts when the login app
+	// does not say; default 30 days for remembered sessions.
+	SessionLifespan time.Duration
+	// ConsentLifespan is how long a remembered consent lasts when the login
+	// app does not say; zero means until revoked.
+	ConsentLifespan time.Duration
+
+	// KeyAlgs are the ID token signing algorithms, the first the default;
+	// default RS256, ES256, EdDSA.
+	KeyAlgs []string
+	// KeyRotateEvery is the age at which a current signing key is rotated;
+	// default 30 days.
+	KeyRotateEvery time.Duration
+
+	// HTTPClient makes outbound calls (client JWKS, request_uri, the password
+	// check). Default: a client with a 10s timeout.
+	HTTPClient *http.Client
+	Log        *slog.Logger
+}
+
+const (
+	defaultAccessTokenLifespan   = time.Hour
+	defaultRefreshTokenLifespan  = 30 * 24 * time.Hour
+	defaultIDTokenLifespan       = time.Hour
+	defaultAuthorizeCodeLifespan = 5 * time.Minute
+	defaultDeviceCodeLifespan    = 10 * time.Minute
+	defaultDevicePollInterval    = 5 * time.Second
+	defaultPARLifespan           = 90 * time.Second
+	defaultChallengeLifespan     = 30 * time.Minute
+	defaultSessionLifespan       = 30 * 24 * time.Hour
+	defaultKeyRotateEvery        = 30 * 24 * time.Hour
+)
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// withDefaults checks c and returns it with every default filled in.
+func (c Config) withDefaults() (Config, error) {
+	iss, err := url.Parse(c.Issuer)
+	if err != nil || iss.Host == "" || (iss.Scheme != "https" && iss.Scheme != "http") {
+		return c, fmt.Errorf("issuer %q is not an absolute http(s) URL", c.Issuer)
+	}
+	if iss.RawQuery != "" || iss.Fragment != "" {
+		return c, fmt.Errorf("issuer %q must not have a query or fragment", c.Issuer)
+	}
+	if iss.Scheme == "http" && !c.Dev && !IsLoopback(iss.Hostname()) {
+		return c, fmt.Errorf("issuer %q: plain http is only allowed on loopback addresses, or with dev mode", c.Issuer)
+	}
+	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	if len(c.SystemSecret) < 32 {
+		return c, errors.New("the system secret must be at least 32 bytes")
+	}
+	if len(c.AdminToken) < 16 {
+		return c, errors.New("the admin token must be at least 16 characters")
+	}
+	if c.LoginURL == "" {
+		c.LoginURL = c.Issuer + "/login"
+	}
+	c.LoginURL = strings.TrimSuffix(c.LoginURL, "/")
+	if c.PasswordCheckURL == "" {
+		c.PasswordCheckURL = c.LoginURL + "/internal/password"
+	}
+	c.AccessTokenLifespan = orDefault(c.AccessTokenLifespan, defaultAccessTokenLifespan)
+	c.RefreshTokenLifespan = orDefault(c.RefreshTokenLifespan, defaultRefreshTokenLifespan)
+	c.IDTokenLifespan = orDefault(c.IDTokenLifespan, defaultIDTokenLifespan)
+	c.AuthorizeCodeLifespan = orDefault(c.AuthorizeCodeLifespan, defaultAuthorizeCodeLifespan)
+	c.DeviceCodeLifespan = orDefault(c.DeviceCodeLifespan, defaultDeviceCodeLifespan)
+	c.DevicePollInterval = orDefault(c.DevicePollInterval, defaultDevicePollInterval)
+	c.PARLifespan = orDefault(c.PARLifespan, defaultPARLifespan)
+	c.ChallengeLifespan = orDefault(c.ChallengeLifespan, defaultChallengeLifespan)
+	c.SessionLifespan = orDefault(c.SessionLifespan, defaultSessionLifespan)
+	c.KeyRotateEvery = orDefault(c.KeyRotateEvery, defaultKeyRotateEvery)
+	if len(c.KeyAlgs) == 0 {
+		c.KeyAlgs = []string{"RS256", "ES256", "EdDSA"}
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// IsLoopback reports whether host names this machine: localhost or a
+// loopback IP address.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,193 @@
+package provider
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/rfc8628"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/latchkey-oidc/latchkey/store"
+)
+
+// fositeConfig is fosite's configuration with the answers fosite's own
+// Config cannot give.
+type fositeConfig struct {
+	*fosite.Config
+	tokenURLs []string
+}
+
+// GetTokenURLs lists the audiences a private_key_jwt client assertion may
+// name: the token endpoint, and also the issuer and the other endpoints
+// that authenticate clients (RFC 7523 §3 and RFC 9126 §2 allow the issuer).
+func (c *fositeConfig) GetTokenURLs(context.Context) []string { return c.tokenURLs }
+
+// GetMinParameterEntropy is one: fosite would otherwise refuse a state or
+// nonce shorter than eight characters, which OpenID Connect allows (it
+// treats zero as eight, so one is the lowest). A missing state is handled by
+// newAuthorizeRequest and checkAuthorizeRequest.
+func (c *fositeConfig) GetMinParameterEntropy(context.Context) int { return 1 }
+
+// deriveSecret derives a key for one purpose from the system secret, so the
+// token HMAC key, the client secret pepper and the store's sealing keys are
+// independent.
+func deriveSecret(secret []byte, purpose string) ([]byte, error) {
+	return hkdf.Key(sha256.New, secret, nil, purpose, 32)
+}
+
+const tokenHMACPurpose = "latchkey token hmac"
+
+// deviceStrategy is fosite's device code strategy with the poll checks
+// fosite leaves out (notes §2.5): slow_down when a device polls faster than
+// the interval, and expired_token for a code that expired undecided.
+type deviceStrategy struct {
+	*rfc8628.DefaultDeviceStrategy
+	polls interface {
+		PollDeviceCode(ctx context.Context, signature string, interval time.Duration) (store.DevicePoll, error)
+	}
+	interval time.Duration
+}
+
+// ShouldRateLimit records the poll. fosite answers slow_down when it returns
+// true and passes its error through unchanged, which is how expired_token
+// reaches a device whose user never decided.
+func (d *deviceStrategy) ShouldRateLimit(ctx context.Context, code string) (bool, error) {
+	sig, err := d.DeviceCodeSignature(ctx, code)
+	if err != nil {
+		return false, nil // fosite rejects the malformed code next
+	}
+	poll, err := d.polls.PollDeviceCode(ctx, sig, d.interval)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil // unknown or used: fosite answers invalid_grant
+	case err != nil:
+		return false, fmt.Errorf("record device poll: %w", err)
+	case poll.Expired:
+		return false, fosite.ErrDeviceExpiredToken
+	}
+	return poll.TooFast, nil
+}
+
+// composeFosite builds the OAuth 2.0 provider from fosite's handlers in the
+// order notes §8.1 gives: PKCE after every handler that issues a code, and
+// the OpenID Connect handlers after their OAuth 2.0 counterparts.
+func composeFosite(cfg Config, st *store.Store, signer jwt.Signer, hasher fosite.Hasher) (*fosite.Fosite, *fositeConfig, *deviceStrategy, error) {
+	secret, err := deriveSecret(cfg.SystemSecret, tokenHMACPurpose)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var rotated [][]byte
+	for _, old := range cfg.OldSystemSecrets {
+		k, err := deriveSecret(old, tokenHMACPurpose)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		rotated = append(rotated, k)
+	}
+	httpClient := retryablehttp.NewClient()
+	httpClient.HTTPClient = cfg.HTTPClient
+	httpClient.RetryMax = 0
+	httpClient.Logger = nil
+
+	u := endpointsFor(cfg.Issuer)
+	fc := &fositeConfig{
+		Config: &fosite.Config{
+			AccessTokenLifespan:            cfg.AccessTokenLifespan,
+			RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
+			AuthorizeCodeLifespan:          cfg.AuthorizeCodeLifespan,
+			IDTokenLifespan:                cfg.IDTokenLifespan,
+			IDTokenIssuer:                  cfg.Issuer,
+			AccessTokenIssuer:              cfg.Issuer,
+			DeviceAndUserCodeLifespan:      cfg.DeviceCodeLifespan,
+			DeviceAuthTokenPollingInterval: cfg.DevicePollInterval,
+			DeviceVerificationURL:          u.deviceVerification,
+			UserCodeLength:                 8,
+			UserCodeSymbols:                []rune(userCodeSymbols),
+			ScopeStrategy:                  fosite.ExactScopeStrategy,
+			AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+			EnforcePKCEForPublicClients:    true,
+			// Plain is allowed here and refused at the authorize and PAR
+			// endpoints for every client that did not opt in.
+			EnablePKCEPlainChallengeMethod:  true,
+			AllowedPromptValues:             []string{"login", "none", "consent", "select_account"},
+			TokenURL:                        u.token,
+			RefreshTokenScopes:              []string{"offline_access", "offline"},
+			ClientSecretsHasher:             hasher,
+			HTTPClient:                      httpClient,
+			JWKSFetcherStrategy:             fosite.NewDefaultJWKSFetcherStrategy(fosite.JWKSFetcherWithHTTPClient(httpClient)),
+			GlobalSecret:                    secret,
+			RotatedGlobalSecrets:            rotated,
+			PushedAuthorizeRequestURIPrefix: "urn:ietf:params:oauth:request_uri:",
+			PushedAuthorizeContextLifespan:  cfg.PARLifespan,
+			FormPostHTMLTemplate:            formPostTemplate,
+			SanitationWhiteList:             nil,
+		},
+		tokenURLs: []string{u.token, cfg.Issuer, u.par, u.introspect, u.revoke, u.deviceAuth},
+	}
+	device := &deviceStrategy{
+		DefaultDeviceStrategy: compose.NewDeviceStrategy(fc),
+		polls:                 st,
+		interval:              cfg.DevicePollInterval,
+	}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		RFC8628CodeStrategy:        device,
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		Signer:                     signer,
+	}
+	f := fosite.NewOAuth2Provider(st, fc)
+	factories := []compose.Factory{
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2AuthorizeImplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		//lint:ignore SA1019 the password grant is required; it is off unless a client lists it
+		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
+		compose.RFC8628DeviceFactory,
+		compose.RFC8628DeviceAuthorizationTokenFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectImplicitFactory,
+		compose.OpenIDConnectHybridFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OpenIDConnectDeviceFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+		compose.PushedAuthorizeHandlerFactory,
+	}
+	c := fc.Config
+	for _, factory := range factories {
+		h := factory(fc, st, strategy)
+		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
+			c.AuthorizeEndpointHandlers.Append(ah)
+		}
+		if th, ok := h.(fosite.TokenEndpointHandler); ok {
+			c.TokenEndpointHandlers.Append(th)
+		}
+		if ti, ok := h.(fosite.TokenIntrospector); ok {
+			c.TokenIntrospectionHandlers.Append(ti)
+		}
+		if rh, ok := h.(fosite.RevocationHandler); ok {
+			c.RevocationHandlers.Append(rh)
+		}
+		if ph, ok := h.(fosite.PushedAuthorizeEndpointHandler); ok {
+			c.PushedAuthorizeEndpointHandlers.Append(ph)
+		}
+		if dh, ok := h.(fosite.DeviceEndpointHandler); ok {
+			c.DeviceEndpointHandlers.Append(dh)
+		}
+	}
+	return f, fc, device, nil
+}
+
+// userCodeSymbols are the letters of device user codes: consonants only,
+// so no code spells a word, and none that are easily confused.
+const userCodeSymbols = "BCDFGHJKLMNPQRSTVWXZ"

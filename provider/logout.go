@@ -1,0 +1,323 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/latchkey-oidc/latchkey/store"
+)
+
+// RP-Initiated Logout 1.0. The end-session endpoint checks the request,
+// hands a logout challenge to the login app (which may ask the user), and
+// on its decision ends the browser's SSO session and returns the user to
+// the relying party, only ever to a post_logout_redirect_uri the client
+// registered.
+//
+// The logout challenge's flow holds: the SSO session the request found
+// (Subject, SID), the client (ClientID), the request's parameters that
+// matter afterwards (Form: post_logout_redirect_uri, state, ui_locales,
+// and whether an RP identified itself), and in Skip whether id_token_hint
+// named that session, so the login app may log out without asking. A flow
+// cookie binds it to the browser, so a leaked continue link cannot sign
+// another browser out.
+
+// The end-session parameters kept in the logout challenge's flow.
+const (
+	logoutParamRedirect    = "post_logout_redirect_uri"
+	logoutParamState       = "state"
+	logoutParamUILocales   = "ui_locales"
+	logoutParamRPInitiated = "rp_initiated"
+)
+
+// endSession is the end_session_endpoint (GET and POST).
+func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		p.logoutError(w, "The sign-out request could not be read.")
+		return
+	}
+	form := r.Form
+	hint := form.Get("id_token_hint")
+	clientID := form.Get("client_id")
+	redirectURI := form.Get(logoutParamRedirect)
+
+	var hintClaims jwt.MapClaims
+	if hint != "" {
+		claims, err := p.decodeIDTokenHint(ctx, hint)
+		if err != nil {
+			p.logoutError(w, "The id_token_hint is not an ID token this provider issued.")
+			return
+		}
+		hintClaims = claims
+		aud := audiences(claims)
+		if clientID != "" && !slices.Contains(aud, clientID) {
+			p.logoutError(w, "The client_id is not the audience of the id_token_hint.")
+			return
+		}
+		if clientID == "" {
+			clientID = hintClient(claims, aud)
+		}
+	}
+	var client *store.Client
+	if clientID != "" {
+		fc, err := p.store.GetClient(ctx, clientID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if form.Get("client_id") != "" || redirectURI != "" {
+				p.logoutError(w, "The client is not registered with this provider.")
+				return
+			}
+			// The hint's client was deleted since: sign out without it.
+			clientID = ""
+		case err != nil:
+			p.logoutServerError(w, r, err)
+			return
+		default:
+			client = fc.(*store.Client)
+		}
+	}
+	if redirectURI != "" {
+		if client == nil {
+			p.logoutError(w, "A post_logout_redirect_uri needs an id_token_hint or a client_id naming the client that registered it.")
+			return
+		}
+		if !slices.Contains(client.PostLogoutRedirectURIs, redirectURI) {
+			p.logoutError(w, "The post_logout_redirect_uri is not one the client registered.")
+			return
+		}
+	}
+
+	ls, err := p.currentSession(r)
+	if err != nil {
+		p.logoutServerError(w, r, err)
+		return
+	}
+	fl := &flow{
+		ClientID:    clientID,
+		RequestedAt: time.Now().UTC().Truncate(time.Second),
+		Form:        url.Values{},
+	}
+	for _, k := range []string{logoutParamRedirect, logoutParamState, logoutParamUILocales} {
+		if v := form.Get(k); v != "" {
+			fl.Form.Set(k, v)
+		}
+	}
+	if hint != "" || form.Get("client_id") != "" {
+		fl.Form.Set(logoutParamRPInitiated, "true")
+	}
+	switch {
+	case ls != nil:
+		fl.Subject, fl.SID = ls.Subject, ls.SID
+		fl.Skip = hintClaims != nil && hintNamesSession(hintClaims, ls)
+	case hintClaims != nil:
+		// No session is visible here (a cross-site POST carries no
+		// SameSite cookie); the hint says whom the RP means.
+		fl.Subject, _ = hintClaims["sub"].(string)
+	}
+	p.beginFlow(w, fl)
+	id, err := p.createChallenge(ctx, store.ChallengeLogout, fl)
+	if err != nil {
+		p.logoutServerError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, p.cfg.LoginURL+"/logout?logout_challenge="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+// audiences returns an ID token's aud claim as a list.
+func audiences(claims jwt.MapClaims) []string {
+	switch aud := claims["aud"].(type) {
+	case string:
+		return []string{aud}
+	case []string:
+		return aud
+	case []any:
+		var out []string
+		for _, a := range aud {
+			if s, ok := a.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// hintClient is the client an ID token was issued to: azp, or its only
+// audience.
+func hintClient(claims jwt.MapClaims, aud []string) string {
+	if azp, _ := claims["azp"].(string); azp != "" && slices.Contains(aud, azp) {
+		return azp
+	}
+	if len(aud) == 1 {
+		return aud[0]
+	}
+	return ""
+}
+
+// hintNamesSession reports whether an ID token was issued to the user of
+// the SSO session ls, and in that session when it says which.
+func hintNamesSession(claims jwt.MapClaims, ls *store.LoginSession) bool {
+	if sub, _ := claims["sub"].(string); sub != ls.Subject {
+		return false
+	}
+	sid, _ := claims["sid"].(string)
+	return sid == "" || sid == ls.SID
+}
+
+// logoutView is what the login app reads about a logout challenge.
+func (p *Provider) logoutView(ctx context.Context, c *store.Challenge) (*ChallengeView, error) {
+	fl := &flow{}
+	if err := json.Unmarshal(c.Request, fl); err != nil {
+		return nil, fmt.Errorf("decode logout challenge: %w", err)
+	}
+	v := &ChallengeView{
+		Challenge:             c.ID,
+		Kind:                  string(c.Kind),
+		Skip:                  fl.Skip,
+		Subject:               fl.Subject,
+		SessionID:             fl.SID,
+		RPInitiated:           fl.Form.Get(logoutParamRPInitiated) != "",
+		PostLogoutRedirectURI: fl.Form.Get(logoutParamRedirect),
+	}
+	if fl.ClientID != "" {
+		cl, err := p.store.GetClient(ctx, fl.ClientID)
+		switch {
+		case err == nil:
+			v.Client = cl.(*store.Client)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("load client of logout challenge: %w", err)
+		}
+	}
+	if locales := strings.Fields(fl.Form.Get(logoutParamUILocales)); len(locales) > 0 {
+		v.OIDCContext = &OIDCContext{UILocales: locales}
+	}
+	return v, nil
+}
+
+// adminAcceptLogout is the login app's decision that the user signs out.
+// It takes no body (an empty JSON object is accepted too).
+func (p *Provider) adminAcceptLogout(w http.ResponseWriter, r *http.Request) {
+	var in struct{}
+	if err := readJSON(r, &in); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if _, ok := p.pendingFlow(w, r, challengeLogout); !ok {
+		return
+	}
+	id := r.URL.Query().Get("challenge")
+	p.decide(w, r, challengeLogout, store.ChallengeAccepted, in, "",
+		p.urls.endSessionContinue+"?logout_verifier="+url.QueryEscape(id))
+}
+
+// endSessionContinue carries out the login app's decision on a logout
+// challenge.
+func (p *Provider) endSessionContinue(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c, fl, err := p.consumeFlow(ctx, challengeLogout, r.URL.Query().Get("logout_verifier"))
+	if errors.Is(err, errChallengeGone) {
+		p.errorPage(w, http.StatusBadRequest, "This sign-out link has expired", "invalid_request",
+			"The sign-out was already completed or took too long. If you are still signed in, sign out again from the application.")
+		return
+	}
+	if err != nil {
+		p.logoutServerError(w, r, err)
+		return
+	}
+	if !p.checkFlowCookie(r, fl) {
+		p.errorPage(w, http.StatusForbidden, "This sign-out was started in another browser", "access_denied",
+			"For your safety the sign-out must finish in the browser where it started.")
+		return
+	}
+	p.endFlow(w, fl)
+	redirectTo := p.postLogoutRedirect(ctx, fl)
+	if c.State == store.ChallengeRejected {
+		if redirectTo != "" {
+			http.Redirect(w, r, redirectTo, http.StatusSeeOther)
+			return
+		}
+		p.errorPage(w, http.StatusOK, "You are still signed in", "", "You were not signed out.")
+		return
+	}
+	if err := p.endBrowserSession(ctx, w, r, fl); err != nil {
+		p.logoutServerError(w, r, err)
+		return
+	}
+	if redirectTo != "" {
+		http.Redirect(w, r, redirectTo, http.StatusSeeOther)
+		return
+	}
+	p.errorPage(w, http.StatusOK, "You are signed out", "", "You have been signed out. You may close this window.")
+}
+
+// endBrowserSession deletes the browser's SSO session and its cookie,
+// unless the cookie now belongs to another session than the one the
+// logout was asked for (the user signed in again meanwhile).
+func (p *Provider) endBrowserSession(ctx context.Context, w http.ResponseWriter, r *http.Request, fl *flow) error {
+	ck, err := r.Cookie(sessionCookie)
+	if err != nil || ck.Value == "" {
+		return nil
+	}
+	ls, err := p.currentSession(r)
+	if err != nil {
+		return err
+	}
+	if ls != nil && fl.SID != "" && ls.SID != fl.SID {
+		return nil
+	}
+	if ls != nil {
+		if err := p.store.DeleteLoginSession(ctx, ck.Value); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("end SSO session: %w", err)
+		}
+	}
+	http.SetCookie(w, p.cookie(sessionCookie, "", -1))
+	return nil
+}
+
+// postLogoutRedirect is where the user goes after the logout: the
+// post_logout_redirect_uri with state, if the client still has it
+// registered; "" for the provider's own page.
+func (p *Provider) postLogoutRedirect(ctx context.Context, fl *flow) string {
+	target := fl.Form.Get(logoutParamRedirect)
+	if target == "" || fl.ClientID == "" {
+		return ""
+	}
+	fc, err := p.store.GetClient(ctx, fl.ClientID)
+	if err != nil {
+		return ""
+	}
+	if !slices.Contains(fc.(*store.Client).PostLogoutRedirectURIs, target) {
+		return ""
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return ""
+	}
+	if state := fl.Form.Get(logoutParamState); state != "" {
+		q := u.Query()
+		q.Set("state", state)
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// logoutError answers a bad end-session request with a page: without a
+// checked post_logout_redirect_uri there is nowhere safe to send an error.
+func (p *Provider) logoutError(w http.ResponseWriter, message string) {
+	p.errorPage(w, http.StatusBadRequest, "The sign-out request is not valid", "invalid_request", message)
+}
+
+func (p *Provider) logoutServerError(w http.ResponseWriter, r *http.Request, err error) {
+	p.log.ErrorContext(r.Context(), "logout", "err", err)
+	p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try signing out again.")
+}

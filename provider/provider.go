@@ -1,0 +1,99 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/latchkey-oidc/latchkey/provider/clientsecret"
+	"github.com/latchkey-oidc/latchkey/provider/keys"
+	"github.com/latchkey-oidc/latchkey/store"
+)
+
+// Provider is a running OpenID Provider on one store. It holds no state
+// another replica needs: everything lives in the store, and what it keeps
+// in memory (clients, keys) is a cache the store invalidates.
+type Provider struct {
+	cfg     Config
+	store   *store.Store
+	oauth   *fosite.Fosite
+	fcfg    *fositeConfig
+	device  *deviceStrategy
+	keys    *keys.Ring
+	secrets *clientsecret.Hasher
+	urls    endpoints
+	log     *slog.Logger
+}
+
+// StoreOptions returns the store options the provider relies on: its
+// session type, the password check through the login side, and the system
+// secret. Open the store with them (adding pool settings as needed).
+func StoreOptions(cfg Config) store.Options {
+	cfg, _ = cfg.withDefaults()
+	return store.Options{
+		NewSession:       newFositeSession,
+		PasswordChecker:  &passwordChecker{url: cfg.PasswordCheckURL, token: cfg.AdminToken, client: cfg.HTTPClient},
+		SystemSecret:     cfg.SystemSecret,
+		OldSystemSecrets: cfg.OldSystemSecrets,
+	}
+}
+
+// New builds a provider on st, which must be migrated and opened with
+// StoreOptions(cfg). It loads the signing keys, creating them on a fresh
+// database.
+func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("provider config: %w", err)
+	}
+	hasher, err := clientsecret.NewHasher(cfg.SystemSecret, cfg.OldSystemSecrets...)
+	if err != nil {
+		return nil, fmt.Errorf("client secret hasher: %w", err)
+	}
+	ring := keys.New(st, keyRingOptions(cfg))
+	if err := ring.Load(ctx); err != nil {
+		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
+	f, fc, device, err := composeFosite(cfg, st, ring, hasher)
+	if err != nil {
+		return nil, fmt.Errorf("compose fosite: %w", err)
+	}
+	return &Provider{
+		cfg:     cfg,
+		store:   st,
+		oauth:   f,
+		fcfg:    fc,
+		device:  device,
+		keys:    ring,
+		secrets: hasher,
+		urls:    endpointsFor(cfg.Issuer),
+		log:     cfg.Log,
+	}, nil
+}
+
+// Issuer returns the issuer URL.
+func (p *Provider) Issuer() string { return p.cfg.Issuer }
+
+// Keys returns the signing keyring.
+func (p *Provider) Keys() *keys.Ring { return p.keys }
+
+// Run does the provider's background work until ctx ends: it follows
+// changes other replicas make to clients and keys, rotates keys when due,
+// and deletes expired rows.
+func (p *Provider) Run(ctx context.Context) {
+	done := make(chan struct{}, 3)
+	go func() { p.keys.Run(ctx, time.Minute); done <- struct{}{} }()
+	go func() { p.store.WatchCaches(ctx, 5*time.Second, p.log); done <- struct{}{} }()
+	go func() {
+		p.store.RunJanitor(ctx, 10*time.Minute, store.JanitorOptions{Pause: 50 * time.Millisecond}, func(err error) {
+			p.log.Error("janitor", "err", err)
+		})
+		done <- struct{}{}
+	}()
+	for range 3 {
+		<-done
+	}
+}

@@ -1,0 +1,127 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/latchkey-oidc/latchkey/store"
+)
+
+// maxRequestObjectSize bounds a fetched request object.
+const maxRequestObjectSize = 64 << 10
+
+// resolveRequestURI fetches a request object by reference (request_uri,
+// Core §6.2) and puts it into the form as a request parameter, so fosite
+// verifies it as if it had been sent by value. fosite's own fetch has no
+// context, timeout or size limit; here the URI must be registered for the
+// client, and the fetch is bounded. Pushed request_uris (PAR) are left to
+// fosite.
+func (p *Provider) resolveRequestURI(ctx context.Context, r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		return nil // fosite reports the malformed body
+	}
+	uri := r.Form.Get("request_uri")
+	if uri == "" || strings.HasPrefix(uri, p.fcfg.GetPushedAuthorizeRequestURIPrefix(ctx)) {
+		return nil
+	}
+	r.Form.Del("request_uri")
+	c, err := p.store.GetClient(ctx, r.Form.Get("client_id"))
+	if err != nil {
+		return nil // fosite answers invalid_client
+	}
+	client := c.(*store.Client)
+	if !slices.Contains(client.RequestURIs, uri) {
+		return fosite.ErrInvalidRequestURI.WithHint("The request_uri is not registered for this client.")
+	}
+	if r.Form.Get("request") != "" {
+		return fosite.ErrInvalidRequest.WithHint("request and request_uri must not both be used.")
+	}
+	obj, err := p.fetchRequestObject(ctx, uri)
+	if err != nil {
+		return fosite.ErrInvalidRequestURI.WithHint("The request_uri could not be fetched.").WithWrap(err)
+	}
+	r.Form.Set("request", obj)
+	return nil
+}
+
+func (p *Provider) fetchRequestObject(ctx context.Context, uri string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/oauth-authz-req+jwt, application/jwt")
+	resp, err := p.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("request_uri answered %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestObjectSize+1))
+	if err != nil {
+		return "", err
+	}
+	if len(body) > maxRequestObjectSize {
+		return "", fmt.Errorf("request object larger than %d bytes", maxRequestObjectSize)
+	}
+	return string(bytes.TrimSpace(body)), nil
+}
+
+// repairRequestObject fixes what fosite does to request object claims that
+// are not strings: it copies every claim into the form with fmt's %s, so
+// max_age 300 becomes "%!s(int64=300)" and a claims object becomes "map[…]"
+// (notes §3.6). fosite verified the object already; this decodes its
+// payload again and writes numbers as decimals and objects as JSON.
+func repairRequestObject(ar fosite.AuthorizeRequester) error {
+	form := ar.GetRequestForm()
+	obj := form.Get("request")
+	if obj == "" || !ar.GetRequestedScopes().Has("openid") {
+		return nil
+	}
+	parts := strings.Split(obj, ".")
+	if len(parts) != 3 {
+		return nil // fosite rejected it already, or it is encrypted
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return fosite.ErrInvalidRequestObject.WithHint("The request object payload is not base64url.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		return fosite.ErrInvalidRequestObject.WithHint("The request object payload is not a JSON object.")
+	}
+	for k, v := range claims {
+		switch v := v.(type) {
+		case string:
+			// fosite copied it correctly
+		case json.Number:
+			form.Set(k, v.String())
+		case bool:
+			form.Set(k, fmt.Sprint(v))
+		case nil:
+			form.Del(k)
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return fosite.ErrInvalidRequestObject.WithWrap(err)
+			}
+			form.Set(k, string(b))
+		}
+	}
+	return nil
+}
