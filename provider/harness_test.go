@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -67,7 +68,7 @@ func newEnv(t testing.TB, opts ...func(*provider.Config)) *env {
 	for _, o := range opts {
 		o(&e.cfg)
 	}
-	e.store = storetest.OpenURL(t, storetest.FreshSQLite(t), provider.StoreOptions(e.cfg))
+	e.store = storetest.OpenURL(t, testDatabase(t), provider.StoreOptions(e.cfg))
 	p, err := provider.New(ctx, e.store, e.cfg)
 	if err != nil {
 		t.Fatalf("new provider: %v", err)
@@ -76,6 +77,15 @@ func newEnv(t testing.TB, opts ...func(*provider.Config)) *env {
 	public = p.PublicHandler()
 	admin = p.AdminHandler()
 	return e
+}
+
+// testDatabase is a fresh SQLite file, or a fresh PostgreSQL schema when
+// LATCHKEY_TEST_PROVIDER_BACKEND=postgres (.ci/run runs the suite both ways).
+func testDatabase(t testing.TB) string {
+	if os.Getenv("LATCHKEY_TEST_PROVIDER_BACKEND") == "postgres" {
+		return storetest.FreshPostgres(t)
+	}
+	return storetest.FreshSQLite(t)
 }
 
 // createClient stores a client; a non-empty secret is hashed the way the

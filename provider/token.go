@@ -46,6 +46,11 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 // error, logging server errors.
 func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
 	rfcErr := fosite.ErrorToRFC6749Error(err)
+	if rfcErr.ErrorField == fosite.ErrJTIKnown.ErrorField {
+		// A replayed client assertion is a failed client authentication
+		// (RFC 7521 §4.2.1), not fosite's own error code.
+		err = fosite.ErrInvalidClient.WithHint("The client assertion was already used.")
+	}
 	if rfcErr.CodeField >= 500 {
 		p.log.ErrorContext(r.Context(), "token endpoint", "path", r.URL.Path, "err", err, "debug", rfcErr.DebugField)
 	}
