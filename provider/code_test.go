@@ -2,7 +2,6 @@ package provider_test
 
 import (
 	"context"
-	"net/url"
 	"testing"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -86,5 +85,4 @@ func TestCodeFlowWithPKCE(t *testing.T) {
 	if _, err := conf.Exchange(ctx, res.Params.Get("code"), oauth2.VerifierOption(verifier)); err == nil {
 		t.Error("a code was exchanged twice")
 	}
-	_ = url.Values{}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -122,6 +123,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.KeyRotateEvery = orDefault(c.KeyRotateEvery, defaultKeyRotateEvery)
 	if len(c.KeyAlgs) == 0 {
 		c.KeyAlgs = []string{"RS256", "ES256", "EdDSA"}
+	}
+	if !slices.Contains(c.KeyAlgs, "RS256") {
+		// OpenID Connect Discovery §3: RS256 MUST be supported.
+		return c, errors.New("the signing algorithms must include RS256")
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}

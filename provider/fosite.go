@@ -112,7 +112,7 @@ func composeFosite(cfg Config, st *store.Store, signer jwt.Signer, hasher fosite
 			UserCodeLength:                 8,
 			UserCodeSymbols:                []rune(userCodeSymbols),
 			ScopeStrategy:                  fosite.ExactScopeStrategy,
-			AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+			AudienceMatchingStrategy:       fosite.ExactAudienceMatchingStrategy,
 			EnforcePKCEForPublicClients:    true,
 			// Plain is allowed here and refused at the authorize and PAR
 			// endpoints for every client that did not opt in.

@@ -273,8 +273,10 @@ func TestIntrospectExpiredAndRevoked(t *testing.T) {
 	auth := clientAuth{id: c.ID, secret: testSecret, basic: true}
 
 	tok := codeFlowTokens(t, e, c, testSecret, []string{"openid", "offline_access"})
-	assertActive(t, introspect(t, e, auth, tok.AccessToken))
-	time.Sleep(1100 * time.Millisecond)
+	exp := unixField(t, assertActive(t, introspect(t, e, auth, tok.AccessToken)), "exp")
+	// exp is in whole seconds; the token is expired once the second
+	// after it has begun.
+	time.Sleep(time.Until(exp) + 1100*time.Millisecond)
 	assertInactive(t, introspect(t, e, auth, tok.AccessToken))
 	assertActive(t, introspect(t, e, auth, tok.RefreshToken))
 

@@ -138,7 +138,9 @@ type DevicePoll struct {
 func (s *Store) PollDeviceCode(ctx context.Context, signature string, interval time.Duration) (DevicePoll, error) {
 	now := s.now()
 	var row deviceRow
-	if err := s.get(ctx, &row, `SELECT `+deviceColumns+` FROM device_codes WHERE signature = ?`, signature); err != nil {
+	// A code already exchanged is not found, however it is polled, so
+	// fosite answers invalid_grant rather than slow_down or expired_token.
+	if err := s.get(ctx, &row, `SELECT `+deviceColumns+` FROM device_codes WHERE signature = ? AND active`, signature); err != nil {
 		return DevicePoll{}, fmt.Errorf("poll device code: %w", err)
 	}
 	if !row.ExpiresAt.After(now) {

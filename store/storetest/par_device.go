@@ -189,6 +189,19 @@ func testDevicePolling(t *testing.T, open Opener) {
 	if _, err := s.PollDeviceCode(ctx, "unknown", 5*time.Second); !errors.Is(err, fosite.ErrNotFound) {
 		t.Fatalf("unknown device code: %v", err)
 	}
+	// A used code is not found, even polled too fast or after expiry.
+	if err := s.CreateDeviceAuthSession(ctx, "used-sig", "used-user-sig", deviceRequest(c, "req-used", clock.Now().Add(10*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InvalidateDeviceCodeSession(ctx, "used-sig"); err != nil {
+		t.Fatal(err)
+	}
+	for _, wait := range []time.Duration{0, 11 * time.Minute} {
+		clock.Add(wait)
+		if _, err := s.PollDeviceCode(ctx, "used-sig", 5*time.Second); !errors.Is(err, fosite.ErrNotFound) {
+			t.Fatalf("used device code after %v: %v", wait, err)
+		}
+	}
 }
 
 func testConcurrentDeviceExchange(t *testing.T, open Opener) {
