@@ -456,6 +456,8 @@ func (p *Provider) userSession(fl *flow, client *store.Client, form url.Values, 
 	if fl.SID != "" {
 		c.Extra["sid"] = fl.SID
 	}
+	// azp names the client the ID token was issued to (Core §2).
+	c.Extra["azp"] = client.ID
 	sess.Userinfo = userinfo
 	sess.AccessClaims = ca.Session.AccessToken
 	alg := client.IDTokenSignedResponseAlg

@@ -62,6 +62,9 @@ func TestCodeFlowWithPKCE(t *testing.T) {
 	if idt.Subject != alice.subject || idt.Nonce != "nonce-1234567890" {
 		t.Errorf("sub %q nonce %q", idt.Subject, idt.Nonce)
 	}
+	if claims["azp"] != c.ID {
+		t.Errorf("azp = %v, want %s", claims["azp"], c.ID)
+	}
 	for _, name := range []string{"auth_time", "sid", "at_hash", "acr", "amr"} {
 		if claims[name] == nil {
 			t.Errorf("ID token lacks %s: %v", name, claims)

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -121,6 +122,45 @@ func TestRequestObjects(t *testing.T) {
 			t.Fatal("unsigned request object accepted for a client that registered ES256")
 		}
 	})
+}
+
+// TestRequestURI fetches a request object by reference from a URI the
+// client registered, and refuses one it did not.
+func TestRequestURI(t *testing.T) {
+	e := newEnv(t)
+	key, jwks := rpKey(t)
+	var object string
+	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/oauth-authz-req+jwt")
+		_, _ = w.Write([]byte(object))
+	}))
+	defer rp.Close()
+	c := webClient(e, func(c *store.Client) {
+		c.ID = "by-reference"
+		c.JWKS = jwks
+		c.RequestObjectSigningAlg = "ES256"
+		c.RequestURIs = []string{rp.URL + "/request.jwt"}
+	})
+	_, challenge := pkce()
+	object = requestObject(t, key, map[string]any{
+		"iss": c.ID, "aud": e.issuer(), "client_id": c.ID, "response_type": "code", "redirect_uri": rpRedirect,
+		"scope": "openid email", "state": "by-ref-state", "code_challenge": challenge, "code_challenge_method": "S256",
+		"max_age": 600,
+	})
+	q := url.Values{"client_id": {c.ID}, "response_type": {"code"}, "scope": {"openid"}, "request_uri": {rp.URL + "/request.jwt"}}
+	res := newBrowser(t).authorize(e.issuer(), q)
+	mustCode(t, res)
+	if res.Params.Get("state") != "by-ref-state" {
+		t.Errorf("state = %q", res.Params.Get("state"))
+	}
+	if v := e.login.lastSeen("consent"); v.OIDCContext == nil || v.OIDCContext.MaxAge == nil || *v.OIDCContext.MaxAge != 600 {
+		t.Errorf("max_age from the fetched object lost: %+v", v.OIDCContext)
+	}
+	q.Set("request_uri", rp.URL+"/other.jwt")
+	q.Set("redirect_uri", rpRedirect)
+	if res := newBrowser(t).authorize(e.issuer(), q); res.Params.Get("error") != "invalid_request_uri" {
+		t.Errorf("unregistered request_uri: %d %v", res.Status, res.Params)
+	}
 }
 
 func TestClaimsParameter(t *testing.T) {
