@@ -114,11 +114,35 @@ func (p *Provider) createChallenge(ctx context.Context, kind store.ChallengeKind
 // unknown, expired, or was already used.
 var errChallengeGone = errors.New("challenge not found, expired or already used")
 
+// errWrongBrowser is why a continue URL is refused in a browser other than
+// the one that started the flow.
+var errWrongBrowser = errors.New("the flow was started in another browser")
+
 // consumeFlow takes the decided challenge id of kind and returns it with its
-// flow, once; a second call for the same challenge fails.
-func (p *Provider) consumeFlow(ctx context.Context, kind store.ChallengeKind, id string) (*store.Challenge, *flow, error) {
+// flow, once; a second call for the same challenge fails. The browser is
+// checked first, so a verifier that leaked to another browser does not even
+// use up the victim's challenge.
+func (p *Provider) consumeFlow(r *http.Request, kind store.ChallengeKind, id string) (*store.Challenge, *flow, error) {
+	ctx := r.Context()
 	if id == "" {
 		return nil, nil, errChallengeGone
+	}
+	pending, err := p.store.GetChallenge(ctx, kind, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, errChallengeGone
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %s challenge: %w", kind, err)
+	}
+	if pending.State != store.ChallengeAccepted && pending.State != store.ChallengeRejected {
+		return nil, nil, errChallengeGone // undecided, or used already
+	}
+	fl := &flow{}
+	if err := json.Unmarshal(pending.Request, fl); err != nil {
+		return nil, nil, fmt.Errorf("decode %s challenge: %w", kind, err)
+	}
+	if !p.checkFlowCookie(r, fl) {
+		return nil, nil, errWrongBrowser
 	}
 	c, err := p.store.ConsumeChallenge(ctx, kind, id)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
@@ -126,10 +150,6 @@ func (p *Provider) consumeFlow(ctx context.Context, kind store.ChallengeKind, id
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("consume %s challenge: %w", kind, err)
-	}
-	fl := &flow{}
-	if err := json.Unmarshal(c.Request, fl); err != nil {
-		return nil, nil, fmt.Errorf("decode %s challenge: %w", kind, err)
 	}
 	return c, fl, nil
 }
