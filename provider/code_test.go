@@ -3,6 +3,7 @@ package provider_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -82,6 +83,18 @@ func TestCodeFlowWithPKCE(t *testing.T) {
 	}
 	if ui.Subject != alice.subject || ui.Email != "alice@example.test" {
 		t.Errorf("userinfo = %+v", ui)
+	}
+
+	// x/oauth2 refreshes an expired token with the refresh token, which
+	// rotates.
+	expired := *tok
+	expired.Expiry = time.Now().Add(-time.Minute)
+	fresh, err := conf.TokenSource(ctx, &expired).Token()
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if fresh.AccessToken == tok.AccessToken || fresh.RefreshToken == "" || fresh.RefreshToken == tok.RefreshToken {
+		t.Errorf("refresh did not rotate: %+v", fresh)
 	}
 
 	// The code is single-use.
