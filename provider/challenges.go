@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -142,28 +143,35 @@ func (p *Provider) adminGetChallenge(kind store.ChallengeKind) http.HandlerFunc 
 }
 
 func (p *Provider) challengeView(ctx context.Context, c *store.Challenge) (*ChallengeView, error) {
-	switch c.Kind {
-	case store.ChallengeLogout:
-		return p.logoutView(ctx, c)
-	case store.ChallengeDevice:
-		return p.deviceView(ctx, c)
-	}
 	fl := &flow{}
 	if err := json.Unmarshal(c.Request, fl); err != nil {
-		return nil, fmt.Errorf("decode challenge: %w", err)
+		return nil, fmt.Errorf("decode %s challenge: %w", c.Kind, err)
 	}
 	v := &ChallengeView{
-		Challenge:         c.ID,
-		Kind:              string(c.Kind),
-		Skip:              fl.Skip,
-		Subject:           fl.Subject,
-		SessionID:         fl.SID,
-		RequestedScope:    fl.RequestedScopes,
-		RequestedAudience: fl.RequestedAudience,
+		Challenge: c.ID,
+		Kind:      string(c.Kind),
+		Skip:      fl.Skip,
+		Subject:   fl.Subject,
+		SessionID: fl.SID,
 	}
-	if cl, err := p.store.GetClient(ctx, fl.ClientID); err == nil {
-		v.Client = cl.(*store.Client)
+	if fl.ClientID != "" {
+		cl, err := p.store.GetClient(ctx, fl.ClientID)
+		switch {
+		case err == nil:
+			v.Client = cl.(*store.Client)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("load client of %s challenge: %w", c.Kind, err)
+		}
 	}
+	switch c.Kind {
+	case store.ChallengeLogout:
+		logoutView(v, fl)
+		return v, nil
+	case store.ChallengeDevice:
+		deviceView(v, fl)
+		return v, nil
+	}
+	v.RequestedScope, v.RequestedAudience = fl.RequestedScopes, fl.RequestedAudience
 	if fl.Form != nil {
 		v.RequestURL = p.urls.authorize + "?" + fl.Form.Encode()
 		v.OIDCContext = p.oidcContext(ctx, fl.Form)
@@ -195,7 +203,7 @@ func (p *Provider) oidcContext(ctx context.Context, form url.Values) *OIDCContex
 		oc.Claims = json.RawMessage(cr)
 		if parsed, err := parseClaimsRequest(cr); err == nil {
 			for _, acr := range parsed.acrValues() {
-				if !containsString(oc.ACRValues, acr) {
+				if !slices.Contains(oc.ACRValues, acr) {
 					oc.ACRValues = append(oc.ACRValues, acr)
 				}
 			}
@@ -207,15 +215,6 @@ func (p *Provider) oidcContext(ctx context.Context, form url.Values) *OIDCContex
 		}
 	}
 	return oc
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // readJSON decodes a bounded JSON request body into v.

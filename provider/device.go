@@ -154,17 +154,10 @@ func (p *Provider) deviceVerification(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// deviceView is what the login app reads about a device challenge.
-func (p *Provider) deviceView(_ context.Context, c *store.Challenge) (*ChallengeView, error) {
-	fl := &flow{}
-	if err := json.Unmarshal(c.Request, fl); err != nil {
-		return nil, fmt.Errorf("decode device challenge: %w", err)
-	}
-	return &ChallengeView{
-		Challenge: c.ID,
-		Kind:      string(c.Kind),
-		UserCode:  fl.Form.Get("user_code"),
-	}, nil
+// deviceView adds the user code from verification_uri_complete to a device
+// challenge's view, to pre-fill the form.
+func deviceView(v *ChallengeView, fl *flow) {
+	v.UserCode = fl.Form.Get("user_code")
 }
 
 // deviceDecision is the result of an accepted device challenge: the device

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,34 +173,14 @@ func hintNamesSession(claims jwt.MapClaims, ls *store.LoginSession) bool {
 	return sid == "" || sid == ls.SID
 }
 
-// logoutView is what the login app reads about a logout challenge.
-func (p *Provider) logoutView(ctx context.Context, c *store.Challenge) (*ChallengeView, error) {
-	fl := &flow{}
-	if err := json.Unmarshal(c.Request, fl); err != nil {
-		return nil, fmt.Errorf("decode logout challenge: %w", err)
-	}
-	v := &ChallengeView{
-		Challenge:             c.ID,
-		Kind:                  string(c.Kind),
-		Skip:                  fl.Skip,
-		Subject:               fl.Subject,
-		SessionID:             fl.SID,
-		RPInitiated:           fl.Form.Get(logoutParamRPInitiated) != "",
-		PostLogoutRedirectURI: fl.Form.Get(logoutParamRedirect),
-	}
-	if fl.ClientID != "" {
-		cl, err := p.store.GetClient(ctx, fl.ClientID)
-		switch {
-		case err == nil:
-			v.Client = cl.(*store.Client)
-		case !errors.Is(err, store.ErrNotFound):
-			return nil, fmt.Errorf("load client of logout challenge: %w", err)
-		}
-	}
+// logoutView adds to a logout challenge's view what the login app needs
+// to ask the user.
+func logoutView(v *ChallengeView, fl *flow) {
+	v.RPInitiated = fl.Form.Get(logoutParamRPInitiated) != ""
+	v.PostLogoutRedirectURI = fl.Form.Get(logoutParamRedirect)
 	if locales := strings.Fields(fl.Form.Get(logoutParamUILocales)); len(locales) > 0 {
 		v.OIDCContext = &OIDCContext{UILocales: locales}
 	}
-	return v, nil
 }
 
 // adminAcceptLogout is the login app's decision that the user signs out.
