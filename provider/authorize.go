@@ -279,19 +279,9 @@ func (p *Provider) authorizeContinue(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) resumeFlow(w http.ResponseWriter, r *http.Request, kind store.ChallengeKind, id string) (*store.Challenge, *flow, fosite.AuthorizeRequester, bool) {
 	ctx := r.Context()
 	c, fl, err := p.consumeFlow(r, kind, id)
-	if errors.Is(err, errChallengeGone) {
-		p.errorPage(w, http.StatusBadRequest, "This sign-in link has expired", "invalid_request",
-			"The sign-in request was already completed or took too long. Go back to the application and start again.")
-		return nil, nil, nil, false
-	}
-	if errors.Is(err, errWrongBrowser) {
-		p.errorPage(w, http.StatusForbidden, "This sign-in was started in another browser", "access_denied",
-			"For your safety the sign-in must finish in the browser where it started.")
-		return nil, nil, nil, false
-	}
 	if err != nil {
-		p.log.ErrorContext(ctx, "resume flow", "err", err)
-		p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try again.")
+		p.writeFlowError(w, r, err, "sign-in",
+			"The sign-in request was already completed or took too long. Go back to the application and start again.")
 		return nil, nil, nil, false
 	}
 	if fl.DeviceSignature != "" {

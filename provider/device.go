@@ -345,19 +345,9 @@ func writeTooManyAttempts(w http.ResponseWriter, until time.Time, description, r
 func (p *Provider) deviceContinue(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c, fl, err := p.consumeFlow(r, challengeDevice, r.URL.Query().Get("device_verifier"))
-	if errors.Is(err, errChallengeGone) {
-		p.errorPage(w, http.StatusBadRequest, "This link has expired", "invalid_request",
-			"The device sign-in was already completed or took too long. Start again from your device's instructions.")
-		return
-	}
-	if errors.Is(err, errWrongBrowser) {
-		p.errorPage(w, http.StatusForbidden, "This sign-in was started in another browser", "access_denied",
-			"For your safety the device sign-in must finish in the browser where it started.")
-		return
-	}
 	if err != nil {
-		p.log.ErrorContext(ctx, "device continue", "err", err)
-		p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try again.")
+		p.writeFlowError(w, r, err, "device sign-in",
+			"The device sign-in was already completed or took too long. Start again from your device's instructions.")
 		return
 	}
 	if c.State == store.ChallengeRejected {

@@ -154,6 +154,22 @@ func (p *Provider) consumeFlow(r *http.Request, kind store.ChallengeKind, id str
 	return c, fl, nil
 }
 
+// writeFlowError answers a continue link that consumeFlow refused: what
+// names the flow for the person ("sign-in", "sign-out"), gone says what to do
+// when the link is spent or expired.
+func (p *Provider) writeFlowError(w http.ResponseWriter, r *http.Request, err error, what, gone string) {
+	switch {
+	case errors.Is(err, errChallengeGone):
+		p.errorPage(w, http.StatusBadRequest, "This "+what+" link has expired", "invalid_request", gone)
+	case errors.Is(err, errWrongBrowser):
+		p.errorPage(w, http.StatusForbidden, "This "+what+" was started in another browser", "access_denied",
+			"For your safety the "+what+" must finish in the browser where it started.")
+	default:
+		p.log.ErrorContext(r.Context(), what+" continue", "err", err)
+		p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try again.")
+	}
+}
+
 // cookie builds a provider cookie: HttpOnly, SameSite=Lax (the login app
 // sends the browser back with top-level GET redirects) and Secure unless the
 // issuer is plain http. maxAge 0 makes a browser-session cookie; negative

@@ -204,18 +204,9 @@ func (p *Provider) adminAcceptLogout(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) endSessionContinue(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c, fl, err := p.consumeFlow(r, challengeLogout, r.URL.Query().Get("logout_verifier"))
-	if errors.Is(err, errChallengeGone) {
-		p.errorPage(w, http.StatusBadRequest, "This sign-out link has expired", "invalid_request",
-			"The sign-out was already completed or took too long. If you are still signed in, sign out again from the application.")
-		return
-	}
-	if errors.Is(err, errWrongBrowser) {
-		p.errorPage(w, http.StatusForbidden, "This sign-out was started in another browser", "access_denied",
-			"For your safety the sign-out must finish in the browser where it started.")
-		return
-	}
 	if err != nil {
-		p.logoutServerError(w, r, err)
+		p.writeFlowError(w, r, err, "sign-out",
+			"The sign-out was already completed or took too long. If you are still signed in, sign out again from the application.")
 		return
 	}
 	p.endFlow(w, fl)
