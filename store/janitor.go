@@ -31,6 +31,7 @@ var sweeps = []sweep{
 	{"login_sessions", "id", "expires_at < ?"},
 	{"login_session_clients", "sid, client_id", "created_at < ? AND sid NOT IN (SELECT sid FROM login_sessions)"},
 	{"consent_grants", "subject, client_id", "expires_at IS NOT NULL AND expires_at < ?"},
+	{"account_sessions", "id", "expires_at < ?"},
 	{"one_time_codes", "id", "expires_at < ?"},
 	{"attempt_counters", "key", "expires_at < ?"},
 	{"signing_keys", "id", "state = 'retired' AND expires_at IS NOT NULL AND expires_at < ?"},
