@@ -264,3 +264,19 @@ func randomUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
+
+// GetUsersByEmail returns the users whose email address equals email,
+// ignoring case, oldest first; more than one means the address cannot
+// identify a user.
+func (s *Store) GetUsersByEmail(ctx context.Context, email string) ([]*User, error) {
+	var rows []userRow
+	if err := s.selectAll(ctx, &rows, `SELECT `+userColumns+` FROM users WHERE lower(email) = lower(?) AND email <> '' ORDER BY created_at, id`,
+		strings.TrimSpace(email)); err != nil {
+		return nil, fmt.Errorf("find users by email: %w", err)
+	}
+	out := make([]*User, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.user())
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ var _ = register(
 	test{"UserDeleteCascades", testUserDeleteCascades},
 	test{"UserForeignKeysEnforced", testUserForeignKeysEnforced},
 	test{"FederatedIdentities", testFederatedIdentities},
+	test{"UsersByEmail", testUsersByEmail},
 )
 
 // loginEpoch is the clock start of the login tests: a fixed instant with
@@ -332,4 +334,40 @@ func testFederatedIdentities(t *testing.T, open Opener) {
 	expectErr(t, "unlinked account", err, store.ErrNotFound)
 	// Once unlinked, the account may be linked to someone else.
 	expectErr(t, "relink to bob", s.LinkFederatedIdentity(ctx, "google", "g-123", bob.ID), nil)
+}
+
+func testUsersByEmail(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{})
+	for _, u := range []*store.User{
+		{Username: "alice", Email: "Alice@Example.com"},
+		{Username: "alice2", Email: "alice@example.com"},
+		{Username: "bob", Email: "bob@example.com"},
+		{Username: "carol"},
+	} {
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		email string
+		want  []string
+	}{
+		{"ALICE@example.COM", []string{"alice", "alice2"}},
+		{" bob@example.com ", []string{"bob"}},
+		{"nobody@example.com", nil},
+		{"", nil},
+	} {
+		got, err := s.GetUsersByEmail(ctx, tc.email)
+		if err != nil {
+			t.Fatalf("by email %q: %v", tc.email, err)
+		}
+		var names []string
+		for _, u := range got {
+			names = append(names, u.Username)
+		}
+		if !slices.Equal(names, tc.want) {
+			t.Errorf("by email %q = %v, want %v", tc.email, names, tc.want)
+		}
+	}
 }
