@@ -25,6 +25,13 @@ Commands:
   clients list        print every client as JSON
   clients get ID      print a client as JSON
   clients delete ID   delete a client
+  users create        create a login user (--username, --password, …); prints it
+  users list          print every user as JSON
+  users get USER      print a user (by ID or username) as JSON
+  users delete USER   delete a user
+  users set-password USER | reset-mfa USER | disable USER | enable USER
+                      set a user's password, remove their second factors,
+                      stop or allow their sign-in
   keys list           list the signing keys
   keys rotate         rotate the signing keys (--alg RS256 for one algorithm)
   migrate             apply database migrations (--status lists them)
@@ -73,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "clients":
 		return runClients(ctx, args[1:], stdout, stderr)
+	case "users":
+		return runUsers(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdout, stderr)
 	case "migrate":

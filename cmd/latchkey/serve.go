@@ -12,30 +12,34 @@ import (
 	"time"
 
 	"github.com/latchkey-oidc/latchkey/provider"
+	"github.com/latchkey-oidc/latchkey/store"
 )
 
 // shutdownTimeout bounds how long serve waits for requests in flight when
 // it is told to stop.
 const shutdownTimeout = 10 * time.Second
 
-var serveSettings = withLog(
+var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
-	"issuer", "login-url", "admin-token", "public-addr", "admin-addr",
-)
+	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
+}, loginSettings...)...)
 
-// runServe runs the provider until ctx ends: "serve" and "serve provider"
-// are the same until the login app exists.
+// runServe runs until ctx ends: "serve" runs the provider with the login
+// app mounted on its public listener at the login URL's path; "serve
+// provider" runs the provider alone and "serve login" the login app alone.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s := newSettings("serve", stderr, serveSettings...)
 	pos, err := s.parse(args)
 	if err != nil {
 		return err
 	}
-	for i, a := range pos {
-		if i > 0 || a != "provider" {
-			fmt.Fprintf(stderr, "latchkey serve: unexpected argument %q; run \"latchkey serve\" or \"latchkey serve provider\"\n", a)
-			return errUsage
-		}
+	mode := ""
+	if len(pos) > 0 {
+		mode = pos[0]
+	}
+	if len(pos) > 1 || (mode != "" && mode != "provider" && mode != "login") {
+		fmt.Fprintf(stderr, "latchkey serve: unexpected arguments %q; run \"latchkey serve\", \"latchkey serve provider\" or \"latchkey serve login\"\n", pos)
+		return errUsage
 	}
 	log, err := s.newLogger(stderr)
 	if err != nil {
@@ -58,6 +62,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	adminToken, tokenWhere, err := s.adminToken(log)
 	if err != nil {
 		return err
+	}
+	if mode == "login" {
+		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev)
 	}
 
 	publicLn, err := net.Listen("tcp", s.get("public-addr"))
@@ -95,21 +102,65 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-
-	dbURL, postgres, _ := s.databaseURL()
-	database := "SQLite file " + dbURL
-	if postgres {
-		database = "PostgreSQL" // the URL may hold a password
-	}
 	publicURL, adminURL := "http://"+publicLn.Addr().String(), "http://"+adminLn.Addr().String()
-	fmt.Fprintf(stdout, "Latchkey %s is serving.\n  issuer       %s\n  public       %s\n  admin API    %s\n  admin token  %s\n  database     %s\n",
-		version, p.Issuer(), publicURL, adminURL, tokenWhere, database)
+	public := p.PublicHandler()
+	loginWhere := "not served here (serve login runs it)"
+	if mode == "" {
+		loginURL := s.get("login-url")
+		if loginURL == "" {
+			loginURL = p.Issuer() + "/login"
+		}
+		app, err := newLoginApp(ctx, s, st, log, p.Issuer(), loginURL, adminURL, adminToken, secret, oldSecrets, dev)
+		if err != nil {
+			return err
+		}
+		public = app.Mount(public)
+		loginWhere = loginURL
+	}
+
+	fmt.Fprintf(stdout, "Latchkey %s is serving.\n  issuer       %s\n  public       %s\n  login app    %s\n  admin API    %s\n  admin token  %s\n  database     %s\n",
+		version, p.Issuer(), publicURL, loginWhere, adminURL, tokenWhere, s.databaseName())
 	log.Info("serving", "version", version, "issuer", p.Issuer(), "public", publicURL, "admin", adminURL, "dev", dev)
 
-	return serveUntilDone(ctx, log, p, []listener{
-		{"public", publicLn, p.PublicHandler()},
+	return serveUntilDone(ctx, log, p.Run, []listener{
+		{"public", publicLn, public},
 		{"admin", adminLn, p.AdminHandler()},
 	})
+}
+
+// serveLogin runs the login app alone, against a provider's admin API.
+func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Writer, issuer, adminToken string, secret []byte, old [][]byte, dev bool) error {
+	loginURL := s.get("login-url")
+	if issuer == "" || loginURL == "" {
+		return errors.New("serve login needs --issuer and --login-url (where browsers reach the login app)")
+	}
+	ln, err := net.Listen("tcp", s.get("login-addr"))
+	if err != nil {
+		return fmt.Errorf("login listener: %w", err)
+	}
+	defer ln.Close()
+	st, err := s.openStore(ctx, store.Options{SystemSecret: secret, OldSystemSecrets: old}, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	app, err := newLoginApp(ctx, s, st, log, issuer, loginURL, s.get("admin-url"), adminToken, secret, old, dev)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Latchkey %s login app is serving.\n  login app    %s (listening on %s)\n  admin API    %s\n  database     %s\n",
+		version, loginURL, ln.Addr(), s.get("admin-url"), s.databaseName())
+	log.Info("serving the login app", "version", version, "login_url", loginURL, "listen", ln.Addr().String())
+	return serveUntilDone(ctx, log, nil, []listener{{"login", ln, app.Mount(http.NotFoundHandler())}})
+}
+
+// databaseName says which database serve uses, without a password.
+func (s *settings) databaseName() string {
+	dbURL, postgres, _ := s.databaseURL()
+	if postgres {
+		return "PostgreSQL" // the URL may hold a password
+	}
+	return "SQLite file " + dbURL
 }
 
 type listener struct {
@@ -118,15 +169,16 @@ type listener struct {
 	handler http.Handler
 }
 
-// serveUntilDone serves every listener and runs the provider's background
-// work until ctx ends or a listener fails, then shuts the servers down
+// serveUntilDone serves every listener and runs the background work until ctx ends or a listener fails, then shuts the servers down
 // gracefully and stops the background work. A shutdown asked for through
 // ctx is not an error.
-func serveUntilDone(ctx context.Context, log *slog.Logger, p *provider.Provider, listeners []listener) error {
+func serveUntilDone(ctx context.Context, log *slog.Logger, background func(context.Context), listeners []listener) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan struct{})
 	go func() {
-		p.Run(runCtx)
+		if background != nil {
+			background(runCtx)
+		}
 		close(runDone)
 	}()
 

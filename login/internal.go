@@ -1,0 +1,62 @@
+package login
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// passwordCheck answers the provider's question for the resource owner
+// password grant (provider/README.md, "The password grant"): the admin
+// token authenticates the provider; the answer is the user's subject, or a
+// refusal that does not say why. Users with a second factor are refused:
+// the grant cannot ask for it.
+func (a *App) passwordCheck(w http.ResponseWriter, r *http.Request) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.AdminToken)) != 1 {
+		writeJSONError(w, http.StatusUnauthorized, "invalid_token", "The admin token is missing or wrong.")
+		return
+	}
+	var in struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "The body must be JSON with username and password.")
+		return
+	}
+	ctx := r.Context()
+	user, wait, err := a.checkPassword(ctx, "", in.Username, in.Password)
+	switch {
+	case err != nil:
+		a.cfg.Log.ErrorContext(ctx, "password check failed", "error", err)
+		writeJSONError(w, http.StatusInternalServerError, "server_error", "The password could not be checked.")
+		return
+	case wait > 0:
+		writeJSONError(w, http.StatusTooManyRequests, "too_many_attempts", "Too many attempts for this account.")
+		return
+	case user == nil:
+		writeJSONError(w, http.StatusUnauthorized, "invalid_credentials", "Invalid username or password.")
+		return
+	}
+	f, err := a.factorsOf(ctx, user)
+	if err != nil {
+		a.cfg.Log.ErrorContext(ctx, "password check failed", "error", err)
+		writeJSONError(w, http.StatusInternalServerError, "server_error", "The password could not be checked.")
+		return
+	}
+	if f.TOTP || f.Passkeys > 0 {
+		writeJSONError(w, http.StatusForbidden, "mfa_required", "This account signs in with a second factor.")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"subject": user.ID})
+}
+
+func writeJSONError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
