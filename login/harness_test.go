@@ -437,3 +437,9 @@ func currentCode(t testing.TB, secret []byte, at time.Time) string {
 }
 
 var _ = net.JoinHostPort
+
+// storeUser is store.User, for option functions in tests.
+type storeUser = store.User
+
+// unescape undoes the HTML escaping of an attribute value.
+func unescape(s string) string { return html.UnescapeString(s) }
