@@ -251,11 +251,11 @@ func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
 // signInTOTPSetupPage and signInTOTPSetup enrol TOTP in the middle of a
 // sign-in, for users who must give a second factor but have none.
 func (a *App) signInTOTPSetupPage(w http.ResponseWriter, r *http.Request) {
-	_, user, ok := a.progress(w, r)
+	p, user, ok := a.progress(w, r)
 	if !ok {
 		return
 	}
-	f, err := a.factorsOf(r.Context(), user)
+	f, err := a.secondFactors(r.Context(), p, user)
 	if err != nil {
 		a.serverError(w, r, err)
 		return

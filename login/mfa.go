@@ -50,7 +50,7 @@ func (a *App) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) showSecondFactor(w http.ResponseWriter, r *http.Request, status int, p *signInProgress, user *store.User, sent bool, msg string) {
-	f, err := a.factorsOf(r.Context(), user)
+	f, err := a.secondFactors(r.Context(), p, user)
 	if err != nil {
 		a.serverError(w, r, err)
 		return
@@ -84,6 +84,17 @@ func (a *App) showSecondFactor(w http.ResponseWriter, r *http.Request, status in
 	}
 	v.CSRF, v.Data = a.cookies.csrfToken(w, r), d
 	a.pages.render(w, status, "second-factor", v)
+}
+
+// secondFactors are the factors a sign-in in progress may still use. A
+// passkey that signed in without user verification cannot also be the
+// second factor: that would count one device twice.
+func (a *App) secondFactors(ctx context.Context, p *signInProgress, user *store.User) (factors, error) {
+	f, err := a.factorsOf(ctx, user)
+	if p.Method == "passkey" {
+		f.Passkeys = 0
+	}
+	return f, err
 }
 
 // codeStep runs the common part of a code check: the progress, the
@@ -257,7 +268,7 @@ func (a *App) verifyPasskey(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	var c ceremony
-	if err := a.cookies.openSealed(r, cookieCeremony, &c); err != nil || c.Purpose != "mfa" || c.Challenge != p.Challenge {
+	if err := a.cookies.openSealed(r, cookieCeremony, &c); err != nil || c.Purpose != "mfa" || c.Challenge != p.Challenge || p.Method == "passkey" {
 		a.metrics.challenges.WithLabelValues("webauthn", "failure").Inc()
 		a.showSecondFactor(w, r, http.StatusBadRequest, p, user, false, "The passkey request expired. Try again.")
 		return
