@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,7 +120,8 @@ func TestRegistration(t *testing.T) {
 		{"user.name", pk.User.Name, "alice"},
 		{"user.displayName", pk.User.DisplayName, "Alice Liddell"},
 		{"residentKey", pk.AuthenticatorSelection.ResidentKey, "preferred"},
-		{"requireResidentKey", *pk.AuthenticatorSelection.RequireResidentKey, false},
+		{"requireResidentKey false", pk.AuthenticatorSelection.RequireResidentKey != nil && !*pk.AuthenticatorSelection.RequireResidentKey, true},
+		{"attestation", pk.Attestation, "none"},
 		{"userVerification", pk.AuthenticatorSelection.UserVerification, "preferred"},
 		{"timeout", pk.Timeout, int(DefaultTimeout / time.Millisecond)},
 		{"excluded", len(pk.ExcludeCredentials), 1},
@@ -207,6 +209,51 @@ func TestSecondFactorLogin(t *testing.T) {
 		// As the store would record it.
 		a.Credentials[0].SignCount = got.SignCount
 		a.Credentials[0].Credential = got.Credential
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	p := newTestPasskeys(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			a := newAccount(fmt.Sprintf("00000000-0000-4000-8000-%012d", i), fmt.Sprint("user", i))
+			auth := newAuthenticator(testOrigin)
+			options, state, err := p.BeginRegistration(a)
+			if err != nil {
+				errs <- err
+				return
+			}
+			response, err := auth.tryCreate(options)
+			if err != nil {
+				errs <- err
+				return
+			}
+			nc, err := p.FinishRegistration(a, state, response)
+			if err != nil {
+				errs <- err
+				return
+			}
+			a.Credentials = []store.WebAuthnCredential{{ID: nc.ID, UserID: a.User.ID, Credential: nc.Credential}}
+			options, state, err = p.BeginLogin(a)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if response, err = auth.tryGet(options); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := p.FinishLogin(a, state, response); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
