@@ -1,6 +1,7 @@
 package login
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"html/template"
@@ -33,12 +34,18 @@ type accountData struct {
 }
 
 // accountSession returns the signed-in account session and its user, or
-// sends the browser to sign in and returns false. Sessions of users who
-// enrolled a second factor count only when they gave it.
+// sends the browser to sign in and returns false. fresh asks for a sign-in
+// within recentAuth, for changes to how the account signs in.
 func (a *App) accountSession(w http.ResponseWriter, r *http.Request, fresh bool) (*store.AccountSession, *store.User, bool) {
 	ctx := r.Context()
 	toSignIn := func() {
-		redirect(w, r, a.url("/login?next="+safeNext(r.URL.Path)))
+		// After signing in the browser comes back with a GET, which only
+		// the pages (not the forms) answer.
+		next := "/account"
+		if r.Method == http.MethodGet {
+			next = cmp.Or(safeNext(r.URL.Path), next)
+		}
+		redirect(w, r, a.url("/login?next="+next))
 	}
 	c, err := r.Cookie(cookieAccount)
 	if err != nil {
@@ -159,7 +166,7 @@ func (a *App) changePassword(w http.ResponseWriter, r *http.Request) {
 		a.serverError(w, r, err)
 		return
 	}
-	if _, err := a.store.DeleteAccountSessions(ctx, user.ID, sess.ID); err != nil {
+	if err := a.endOtherSessions(r, sess, user); err != nil {
 		a.serverError(w, r, err)
 		return
 	}
@@ -236,7 +243,7 @@ func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
 	if !a.parseForm(w, r) {
 		return
 	}
-	_, user, ok := a.accountSession(w, r, true)
+	sess, user, ok := a.accountSession(w, r, true)
 	if !ok {
 		return
 	}
@@ -247,6 +254,10 @@ func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	if msg != "" {
 		a.showTOTPSetup(w, r, http.StatusBadRequest, user, "/account/totp", msg)
+		return
+	}
+	if err := a.endOtherSessions(r, sess, user); err != nil {
+		a.serverError(w, r, err)
 		return
 	}
 	redirect(w, r, a.url("/account?done=totp"))
@@ -350,7 +361,7 @@ func (a *App) passkeyRegister(w http.ResponseWriter, r *http.Request) {
 	if a.passkeysOff(w, r) || !a.parseForm(w, r) {
 		return
 	}
-	_, user, ok := a.accountSession(w, r, true)
+	sess, user, ok := a.accountSession(w, r, true)
 	if !ok {
 		return
 	}
@@ -385,6 +396,10 @@ func (a *App) passkeyRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		a.serverError(w, r, err)
+		return
+	}
+	if err := a.endOtherSessions(r, sess, user); err != nil {
 		a.serverError(w, r, err)
 		return
 	}
@@ -469,6 +484,14 @@ func (a *App) accountSignOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.pages.render(w, http.StatusOK, "signed-out", view{Title: "Signed out"})
+}
+
+// endOtherSessions ends the user's account sessions in other browsers
+// after a change to how the account signs in: a session that began with
+// the old password, or before the new second factor, no longer counts.
+func (a *App) endOtherSessions(r *http.Request, sess *store.AccountSession, user *store.User) error {
+	_, err := a.store.DeleteAccountSessions(r.Context(), user.ID, sess.ID)
+	return err
 }
 
 // endAccountSession deletes the browser's account session, if any.

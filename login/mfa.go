@@ -127,7 +127,8 @@ func (a *App) codeStep(w http.ResponseWriter, r *http.Request, method string, ch
 	}
 	if msg != "" {
 		a.metrics.challenges.WithLabelValues(method, "failure").Inc()
-		a.showSecondFactor(w, r, http.StatusUnauthorized, p, user, false, msg)
+		// A mistyped email code can be typed again without a new email.
+		a.showSecondFactor(w, r, http.StatusUnauthorized, p, user, method == "email", msg)
 		return
 	}
 	if err := a.throttle.clear(ctx, key, a.cfg.Limits.CodePerAccount); err != nil {
