@@ -3,13 +3,13 @@ package login
 import (
 	"cmp"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/latchkey-oidc/latchkey/login/passkey"
 	"github.com/latchkey-oidc/latchkey/login/totp"
 	"github.com/latchkey-oidc/latchkey/store"
 )
@@ -336,23 +336,20 @@ func (a *App) passkeyNewPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) showPasskeyNew(w http.ResponseWriter, r *http.Request, status int, user *store.User, msg string) {
-	creds, err := a.store.ListWebAuthnCredentials(r.Context(), user.ID)
-	if err != nil {
-		a.serverError(w, r, err)
-		return
+	acct, err := a.passkeyAccount(r.Context(), user)
+	var opts string
+	if err == nil {
+		opts, err = a.beginCeremony(w, ceremony{Purpose: "register"}, func() (json.RawMessage, []byte, error) {
+			return a.passkeys.BeginRegistration(acct)
+		})
 	}
-	opts, state, err := a.passkeys.BeginRegistration(passkey.Account{User: user, Credentials: creds})
 	if err != nil {
-		a.serverError(w, r, err)
-		return
-	}
-	if err := a.cookies.setSealed(w, cookieCeremony, ceremony{Purpose: "register", State: state}, progressTTL); err != nil {
 		a.serverError(w, r, err)
 		return
 	}
 	a.pages.render(w, status, "passkey-new", view{
 		Title: "Add a passkey", CSRF: a.cookies.csrfToken(w, r), Error: msg,
-		Scripts: []string{"webauthn.js"}, Data: passkeyData{Options: string(opts)},
+		Scripts: []string{"webauthn.js"}, Data: passkeyData{Options: opts},
 	})
 }
 
@@ -372,12 +369,12 @@ func (a *App) passkeyRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cookies.clear(w, cookieCeremony)
-	creds, err := a.store.ListWebAuthnCredentials(ctx, user.ID)
+	acct, err := a.passkeyAccount(ctx, user)
 	if err != nil {
 		a.serverError(w, r, err)
 		return
 	}
-	nc, err := a.passkeys.FinishRegistration(passkey.Account{User: user, Credentials: creds}, c.State, []byte(r.PostFormValue("credential")))
+	nc, err := a.passkeys.FinishRegistration(acct, c.State, []byte(r.PostFormValue("credential")))
 	if err != nil {
 		a.cfg.Log.InfoContext(ctx, "passkey registration refused", "user", user.ID, "error", err)
 		a.showPasskeyNew(w, r, http.StatusBadRequest, user, "The passkey could not be registered. Try again.")

@@ -3,6 +3,7 @@ package login
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -62,21 +63,16 @@ func (a *App) showSecondFactor(w http.ResponseWriter, r *http.Request, status in
 	d := secondFactorData{Factors: f, Sent: sent}
 	v := view{Title: "Confirm it is you", Error: msg}
 	if f.Passkeys > 0 && a.passkeys != nil {
-		creds, err := a.store.ListWebAuthnCredentials(r.Context(), user.ID)
+		acct, err := a.passkeyAccount(r.Context(), user)
+		if err == nil {
+			d.PasskeyOptions, err = a.beginCeremony(w, ceremony{Purpose: "mfa", Challenge: p.Challenge}, func() (json.RawMessage, []byte, error) {
+				return a.passkeys.BeginLogin(acct)
+			})
+		}
 		if err != nil {
 			a.serverError(w, r, err)
 			return
 		}
-		opts, state, err := a.passkeys.BeginLogin(passkey.Account{User: user, Credentials: creds})
-		if err != nil {
-			a.serverError(w, r, err)
-			return
-		}
-		if err := a.cookies.setSealed(w, cookieCeremony, ceremony{Purpose: "mfa", State: state, Challenge: p.Challenge}, progressTTL); err != nil {
-			a.serverError(w, r, err)
-			return
-		}
-		d.PasskeyOptions = string(opts)
 		v.Scripts = []string{"webauthn.js"}
 	}
 	if sent {
@@ -275,12 +271,12 @@ func (a *App) verifyPasskey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cookies.clear(w, cookieCeremony)
-	creds, err := a.store.ListWebAuthnCredentials(ctx, user.ID)
+	acct, err := a.passkeyAccount(ctx, user)
 	if err != nil {
 		a.serverError(w, r, err)
 		return
 	}
-	as, err := a.passkeys.FinishLogin(passkey.Account{User: user, Credentials: creds}, c.State, []byte(r.PostFormValue("credential")))
+	as, err := a.passkeys.FinishLogin(acct, c.State, []byte(r.PostFormValue("credential")))
 	if err == nil {
 		err = a.store.UpdateWebAuthnSignCount(ctx, as.CredentialID, as.SignCount, as.Credential)
 	}
@@ -327,8 +323,7 @@ func (a *App) signInPasskey(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return passkey.Account{}, err
 			}
-			creds, err := a.store.ListWebAuthnCredentials(ctx, u.ID)
-			return passkey.Account{User: u, Credentials: creds}, err
+			return a.passkeyAccount(ctx, u)
 		})
 	if err == nil {
 		err = a.store.UpdateWebAuthnSignCount(ctx, as.CredentialID, as.SignCount, as.Credential)
@@ -347,6 +342,26 @@ func (a *App) signInPasskey(w http.ResponseWriter, r *http.Request) {
 		AuthTime: a.cfg.Now().Unix(), Remember: r.PostFormValue("remember") != "", Next: next,
 	}
 	a.advance(w, r, p, ch, acct.User)
+}
+
+// passkeyAccount is a user with their registered passkeys.
+func (a *App) passkeyAccount(ctx context.Context, user *store.User) (passkey.Account, error) {
+	creds, err := a.store.ListWebAuthnCredentials(ctx, user.ID)
+	return passkey.Account{User: user, Credentials: creds}, err
+}
+
+// beginCeremony starts a WebAuthn ceremony with begin, seals its state
+// with c into the ceremony cookie, and returns the options for the page.
+func (a *App) beginCeremony(w http.ResponseWriter, c ceremony, begin func() (json.RawMessage, []byte, error)) (string, error) {
+	opts, state, err := begin()
+	if err != nil {
+		return "", err
+	}
+	c.State = state
+	if err := a.cookies.setSealed(w, cookieCeremony, c, progressTTL); err != nil {
+		return "", err
+	}
+	return string(opts), nil
 }
 
 // sixDigits returns a uniformly random six-digit code.

@@ -99,16 +99,12 @@ func (a *App) showSignIn(w http.ResponseWriter, r *http.Request, status int, ch 
 	slices.SortFunc(d.Upstreams, func(x, y upstreamLink) int { return strings.Compare(x.Name, y.Name) })
 	v := view{Title: "Sign in", Error: msg}
 	if a.passkeys != nil {
-		opts, state, err := a.passkeys.BeginDiscoverableLogin()
+		var err error
+		d.PasskeyOptions, err = a.beginCeremony(w, ceremony{Purpose: "passwordless", Challenge: d.Challenge}, a.passkeys.BeginDiscoverableLogin)
 		if err != nil {
 			a.serverError(w, r, err)
 			return
 		}
-		if err := a.cookies.setSealed(w, cookieCeremony, ceremony{Purpose: "passwordless", State: state, Challenge: d.Challenge}, progressTTL); err != nil {
-			a.serverError(w, r, err)
-			return
-		}
-		d.PasskeyOptions = string(opts)
 		v.Scripts = []string{"webauthn.js"}
 	}
 	v.CSRF, v.Data = a.cookies.csrfToken(w, r), d
