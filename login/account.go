@@ -125,14 +125,7 @@ func (a *App) showAccount(w http.ResponseWriter, r *http.Request, status int, us
 }
 
 // changePassword sets a new password after checking the current one.
-func (a *App) changePassword(w http.ResponseWriter, r *http.Request) {
-	if !a.parseForm(w, r) {
-		return
-	}
-	sess, user, ok := a.accountSession(w, r, false)
-	if !ok {
-		return
-	}
+func (a *App) changePassword(w http.ResponseWriter, r *http.Request, sess *store.AccountSession, user *store.User) {
 	ctx := r.Context()
 	if user.PasswordHash != "" {
 		checked, wait, err := a.checkPassword(ctx, sourceAddress(r), user.Username, r.PostFormValue("current"))
@@ -239,14 +232,7 @@ func (a *App) confirmTOTP(r *http.Request, user *store.User) (string, error) {
 }
 
 // totpSetup confirms an enrolment started on the account page.
-func (a *App) totpSetup(w http.ResponseWriter, r *http.Request) {
-	if !a.parseForm(w, r) {
-		return
-	}
-	sess, user, ok := a.accountSession(w, r, true)
-	if !ok {
-		return
-	}
+func (a *App) totpSetup(w http.ResponseWriter, r *http.Request, sess *store.AccountSession, user *store.User) {
 	msg, err := a.confirmTOTP(r, user)
 	if err != nil {
 		a.serverError(w, r, err)
@@ -306,14 +292,7 @@ func (a *App) signInTOTPSetup(w http.ResponseWriter, r *http.Request) {
 }
 
 // removeTOTP deletes the user's TOTP enrolment.
-func (a *App) removeTOTP(w http.ResponseWriter, r *http.Request) {
-	if !a.parseForm(w, r) {
-		return
-	}
-	_, user, ok := a.accountSession(w, r, true)
-	if !ok {
-		return
-	}
+func (a *App) removeTOTP(w http.ResponseWriter, r *http.Request, _ *store.AccountSession, user *store.User) {
 	if err := a.store.DeleteTOTPEnrolment(r.Context(), user.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		a.serverError(w, r, err)
 		return
@@ -354,12 +333,8 @@ func (a *App) showPasskeyNew(w http.ResponseWriter, r *http.Request, status int,
 }
 
 // passkeyRegister finishes registering a passkey.
-func (a *App) passkeyRegister(w http.ResponseWriter, r *http.Request) {
-	if a.passkeysOff(w, r) || !a.parseForm(w, r) {
-		return
-	}
-	sess, user, ok := a.accountSession(w, r, true)
-	if !ok {
+func (a *App) passkeyRegister(w http.ResponseWriter, r *http.Request, sess *store.AccountSession, user *store.User) {
+	if a.passkeysOff(w, r) {
 		return
 	}
 	ctx := r.Context()
@@ -404,14 +379,7 @@ func (a *App) passkeyRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 // passkeyRemove deletes one of the user's passkeys.
-func (a *App) passkeyRemove(w http.ResponseWriter, r *http.Request) {
-	if !a.parseForm(w, r) {
-		return
-	}
-	_, user, ok := a.accountSession(w, r, true)
-	if !ok {
-		return
-	}
+func (a *App) passkeyRemove(w http.ResponseWriter, r *http.Request, _ *store.AccountSession, user *store.User) {
 	err := a.store.DeleteWebAuthnCredential(r.Context(), user.ID, r.PostFormValue("id"))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		a.serverError(w, r, err)
@@ -422,14 +390,7 @@ func (a *App) passkeyRemove(w http.ResponseWriter, r *http.Request) {
 
 // regenerateRecoveryCodes replaces the user's recovery codes and shows the
 // new ones, this once.
-func (a *App) regenerateRecoveryCodes(w http.ResponseWriter, r *http.Request) {
-	if !a.parseForm(w, r) {
-		return
-	}
-	_, user, ok := a.accountSession(w, r, true)
-	if !ok {
-		return
-	}
+func (a *App) regenerateRecoveryCodes(w http.ResponseWriter, r *http.Request, _ *store.AccountSession, user *store.User) {
 	codes := make([]string, recoveryCodeCount)
 	hashes := make([]string, recoveryCodeCount)
 	for i := range codes {
@@ -445,14 +406,7 @@ func (a *App) regenerateRecoveryCodes(w http.ResponseWriter, r *http.Request) {
 
 // unlinkUpstream removes a link to an upstream account, unless it is the
 // only way the user can sign in.
-func (a *App) unlinkUpstream(w http.ResponseWriter, r *http.Request) {
-	if !a.parseForm(w, r) {
-		return
-	}
-	_, user, ok := a.accountSession(w, r, true)
-	if !ok {
-		return
-	}
+func (a *App) unlinkUpstream(w http.ResponseWriter, r *http.Request, _ *store.AccountSession, user *store.User) {
 	ctx := r.Context()
 	linked, err := a.store.ListFederatedIdentities(ctx, user.ID)
 	if err != nil {
@@ -481,6 +435,19 @@ func (a *App) accountSignOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.pages.render(w, http.StatusOK, "signed-out", view{Title: "Signed out"})
+}
+
+// accountForm reads an account page's form and checks the session (signed
+// in within recentAuth when fresh) before h runs.
+func (a *App) accountForm(fresh bool, h func(w http.ResponseWriter, r *http.Request, sess *store.AccountSession, user *store.User)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.parseForm(w, r) {
+			return
+		}
+		if sess, user, ok := a.accountSession(w, r, fresh); ok {
+			h(w, r, sess, user)
+		}
+	}
 }
 
 // endOtherSessions ends the user's account sessions in other browsers
