@@ -172,7 +172,7 @@ func TestBrowserDeviceFlow(t *testing.T) {
 	e := newEnv(t, onLocalhost)
 	erin := e.createUser("erin", browserPassword)
 	c := e.createClient(map[string]any{
-		"grant_types":                []string{deviceCodeGrant, "refresh_token"},
+		"grant_types":                []string{deviceGrantType, "refresh_token"},
 		"response_types":             []string{},
 		"token_endpoint_auth_method": "none",
 	})
@@ -224,15 +224,13 @@ func TestBrowserDeviceFlow(t *testing.T) {
 	}
 }
 
-const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
-
 // pollDevice polls the token endpoint as a device does, at the interval it
 // was given, until it gets tokens or the test's deadline passes.
 func pollDevice(t *testing.T, b *tab, conf *oauth2.Config, da *oauth2.DeviceAuthResponse) map[string]any {
 	t.Helper()
 	interval := time.Duration(max(da.Interval, 1)) * time.Second
 	for {
-		form := url.Values{"grant_type": {deviceCodeGrant}, "device_code": {da.DeviceCode}, "client_id": {conf.ClientID}}
+		form := url.Values{"grant_type": {deviceGrantType}, "device_code": {da.DeviceCode}, "client_id": {conf.ClientID}}
 		resp, err := http.PostForm(conf.Endpoint.TokenURL, form)
 		if err != nil {
 			t.Fatal(err)

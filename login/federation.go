@@ -26,12 +26,10 @@ func (a *App) upstreamStart(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	id := q.Get("login_challenge")
-	if id != "" {
-		// A stale link should fail here, not after the round trip.
-		if _, err := a.admin.get(r.Context(), kindLogin, id); err != nil {
-			a.challengeError(w, r, err)
-			return
-		}
+	// A stale link should fail here, not after the round trip.
+	if _, err := a.loginChallenge(r.Context(), id); err != nil {
+		a.challengeError(w, r, err)
+		return
 	}
 	state, nonce, verifier := upstream.NewState()
 	c := ceremony{Purpose: "upstream", Upstream: name, Challenge: id, Next: safeNext(q.Get("next")), OAuth: state, Nonce: nonce, Verifier: verifier}
@@ -98,12 +96,10 @@ func (a *App) upstreamReturn(w http.ResponseWriter, r *http.Request) {
 		a.pages.fail(w, r, http.StatusForbidden, "This account cannot sign in.")
 		return
 	}
-	var ch *challenge
-	if c.Challenge != "" {
-		if ch, err = a.admin.get(ctx, kindLogin, c.Challenge); err != nil {
-			a.challengeError(w, r, err)
-			return
-		}
+	ch, err := a.loginChallenge(ctx, c.Challenge)
+	if err != nil {
+		a.challengeError(w, r, err)
+		return
 	}
 	amr := []string{"fed"}
 	if upstreamAMR, _ := id.Claims["amr"].([]any); slices.Contains(upstreamAMR, any("mfa")) {

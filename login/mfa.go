@@ -300,13 +300,10 @@ func (a *App) signInPasskey(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PostFormValue("login_challenge")
 	next := safeNext(r.PostFormValue("next"))
-	var ch *challenge
-	if id != "" {
-		var err error
-		if ch, err = a.admin.get(ctx, kindLogin, id); err != nil {
-			a.challengeError(w, r, err)
-			return
-		}
+	ch, err := a.loginChallenge(ctx, id)
+	if err != nil {
+		a.challengeError(w, r, err)
+		return
 	}
 	fail := func(msg string) {
 		a.metrics.signIns.WithLabelValues("passkey", "failure").Inc()

@@ -60,15 +60,21 @@ type upstreamLink struct{ Name, DisplayName string }
 func (a *App) signInPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id := q.Get("login_challenge")
-	var ch *challenge
-	if id != "" {
-		var err error
-		if ch, err = a.admin.get(r.Context(), kindLogin, id); err != nil {
-			a.challengeError(w, r, err)
-			return
-		}
+	ch, err := a.loginChallenge(r.Context(), id)
+	if err != nil {
+		a.challengeError(w, r, err)
+		return
 	}
 	a.showSignIn(w, r, http.StatusOK, ch, safeNext(q.Get("next")), a.usernameHint(r.Context(), ch), false, "")
+}
+
+// loginChallenge fetches the login challenge a sign-in serves; a sign-in
+// to the account page has none (nil, nil).
+func (a *App) loginChallenge(ctx context.Context, id string) (*challenge, error) {
+	if id == "" {
+		return nil, nil
+	}
+	return a.admin.get(ctx, kindLogin, id)
 }
 
 // usernameHint pre-fills the username from login_hint, or from the user the
@@ -120,13 +126,10 @@ func (a *App) signInPassword(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("login_challenge")
 	next := safeNext(r.PostFormValue("next"))
 	remember := r.PostFormValue("remember") != ""
-	var ch *challenge
-	if id != "" {
-		var err error
-		if ch, err = a.admin.get(ctx, kindLogin, id); err != nil {
-			a.challengeError(w, r, err)
-			return
-		}
+	ch, err := a.loginChallenge(ctx, id)
+	if err != nil {
+		a.challengeError(w, r, err)
+		return
 	}
 	username := r.PostFormValue("username")
 	user, wait, err := a.checkPassword(ctx, sourceAddress(r), username, r.PostFormValue("password"))
