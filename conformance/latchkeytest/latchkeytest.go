@@ -1,0 +1,200 @@
+// Package latchkeytest starts a whole Latchkey inside a test process, the
+// way "latchkey serve" runs it: the provider on a loopback listener with
+// the login app mounted at /login, and the admin API on a second listener.
+// The database is a fresh SQLite file, or a fresh PostgreSQL database when
+// LATCHKEY_TEST_PROVIDER_BACKEND=postgres (LATCHKEY_TEST_DATABASE_URL then
+// names the server). The conformance runner and the relying-party tests
+// use it; they reach Latchkey over HTTP only, except for the operator's
+// set-up (users and clients), which goes through the store and the admin
+// API as the CLI does.
+package latchkeytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchkey-oidc/latchkey/login"
+	"github.com/latchkey-oidc/latchkey/login/mail"
+	"github.com/latchkey-oidc/latchkey/login/password"
+	"github.com/latchkey-oidc/latchkey/provider"
+	"github.com/latchkey-oidc/latchkey/store"
+	"github.com/latchkey-oidc/latchkey/store/storetest"
+)
+
+// AdminToken is the admin API token of every test server.
+const AdminToken = "latchkeytest-admin-token-0123456789abcdef"
+
+// Server is a running Latchkey.
+type Server struct {
+	Issuer   string
+	AdminURL string
+	Store    *store.Store
+	// Backend is "sqlite" or "postgres".
+	Backend string
+
+	t      testing.TB
+	hasher *password.Hasher
+}
+
+// Options change a server before it starts.
+type Options struct {
+	Provider func(*provider.Config)
+	Login    func(*login.Config)
+}
+
+// Start runs a Latchkey until the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	ctx := context.Background()
+	var public, admin http.Handler = http.NotFoundHandler(), http.NotFoundHandler()
+	publicSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { public.ServeHTTP(w, r) }))
+	t.Cleanup(publicSrv.Close)
+	adminSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.ServeHTTP(w, r) }))
+	t.Cleanup(adminSrv.Close)
+
+	s := &Server{
+		Issuer: publicSrv.URL, AdminURL: adminSrv.URL, Backend: "sqlite", t: t,
+		// Cheap argon2id parameters: the tests sign in hundreds of times.
+		hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1},
+	}
+	pcfg := provider.Config{
+		Issuer:       s.Issuer,
+		AdminToken:   AdminToken,
+		SystemSecret: storetest.TestSecret,
+		KeyAlgs:      []string{"RS256"},
+	}
+	if opts.Provider != nil {
+		opts.Provider(&pcfg)
+	}
+	dbURL := ""
+	if os.Getenv("LATCHKEY_TEST_PROVIDER_BACKEND") == "postgres" {
+		dbURL, s.Backend = storetest.FreshPostgres(t), "postgres"
+	} else {
+		dbURL = storetest.FreshSQLite(t)
+	}
+	s.Store = storetest.OpenURL(t, dbURL, provider.StoreOptions(pcfg))
+	p, err := provider.New(ctx, s.Store, pcfg)
+	if err != nil {
+		t.Fatalf("start the provider: %v", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { p.Run(runCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	lcfg := login.Config{
+		PublicURL:  s.Issuer + "/login",
+		Issuer:     s.Issuer,
+		AdminURL:   s.AdminURL,
+		AdminToken: AdminToken,
+		Secret:     storetest.TestSecret,
+		Mail:       &mail.Outbox{Path: filepath.Join(t.TempDir(), "outbox.jsonl")},
+		Passwords:  s.hasher,
+		Registerer: prometheus.NewRegistry(),
+	}
+	if opts.Login != nil {
+		opts.Login(&lcfg)
+	}
+	app, err := login.New(ctx, s.Store, lcfg)
+	if err != nil {
+		t.Fatalf("start the login app: %v", err)
+	}
+	public = app.Mount(p.PublicHandler())
+	admin = p.AdminHandler()
+	return s
+}
+
+// CreateUser stores a user with a password and, when totpSecret is set, a
+// confirmed TOTP authenticator, as "latchkey users create" does.
+func (s *Server) CreateUser(username, pw string, totpSecret []byte) *store.User {
+	s.t.Helper()
+	ctx := context.Background()
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	profile, _ := json.Marshal(map[string]any{
+		"name": "Test " + username, "given_name": "Test", "family_name": username,
+		"preferred_username": username, "locale": "en",
+		"phone_number": "+1 555 0100", "phone_number_verified": false,
+		"address": map[string]any{"street_address": "1 Main St", "locality": "Springfield", "postal_code": "12345", "country": "US"},
+	})
+	u := &store.User{Username: username, Email: username + "@example.test", EmailVerified: true, PasswordHash: hash, Profile: profile}
+	if err := s.Store.CreateUser(ctx, u); err != nil {
+		s.t.Fatalf("create user %s: %v", username, err)
+	}
+	if totpSecret != nil {
+		if err := s.Store.SaveTOTPEnrolment(ctx, u.ID, totpSecret); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := s.Store.ConfirmTOTP(ctx, u.ID, 0); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return u
+}
+
+// Client is a registered client's credentials and metadata as stored.
+type Client struct {
+	ID       string         `json:"client_id"`
+	Secret   string         `json:"client_secret"`
+	Metadata map[string]any `json:"-"`
+}
+
+// CreateClient registers a client through the admin API, as an operator
+// does with "latchkey clients create --file".
+func (s *Server) CreateClient(meta map[string]any) Client {
+	s.t.Helper()
+	var out map[string]any
+	s.Admin(http.MethodPost, "/admin/clients", meta, http.StatusCreated, &out)
+	c := Client{Metadata: out}
+	c.ID, _ = out["client_id"].(string)
+	c.Secret, _ = out["client_secret"].(string)
+	return c
+}
+
+// Admin calls the admin API and decodes its JSON answer into out.
+func (s *Server) Admin(method, path string, in any, wantStatus int, out any) {
+	s.t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.AdminURL+path, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantStatus {
+		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantStatus, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			s.t.Fatalf("%s %s: %v: %s", method, path, err, data)
+		}
+	}
+}
+
+// String names the server for logs.
+func (s *Server) String() string { return fmt.Sprintf("Latchkey at %s on %s", s.Issuer, s.Backend) }
