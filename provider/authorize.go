@@ -24,6 +24,13 @@ import (
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uriErr := p.resolveRequestURI(ctx, r)
+	if uriErr == nil {
+		if uriErr = p.openUnsignedRequestObject(ctx, r); uriErr != nil {
+			// fosite then checks the outer request, so the error goes
+			// to a redirect URI the client registered.
+			r.Form.Del("request")
+		}
+	}
 	ar, err := p.newAuthorizeRequest(ctx, r)
 	if err == nil {
 		err = uriErr

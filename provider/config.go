@@ -52,6 +52,11 @@ type Config struct {
 	// app does not say; zero means until revoked.
 	ConsentLifespan time.Duration
 
+	// AcrValues are the authentication context classes the login app
+	// reports, published as acr_values_supported; default the classes of
+	// Latchkey's login app (password, and password with a second factor).
+	// A company running its own login app sets its own.
+	AcrValues []string
 	// KeyAlgs are the ID token signing algorithms, the first the default;
 	// default RS256, ES256, EdDSA.
 	KeyAlgs []string
@@ -110,6 +115,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.LoginURL = strings.TrimSuffix(c.LoginURL, "/")
 	if c.PasswordCheckURL == "" {
 		c.PasswordCheckURL = c.LoginURL + "/internal/password"
+	}
+	if len(c.AcrValues) == 0 {
+		c.AcrValues = []string{"urn:latchkey:acr:pwd", "urn:latchkey:acr:mfa"}
 	}
 	c.AccessTokenLifespan = orDefault(c.AccessTokenLifespan, defaultAccessTokenLifespan)
 	c.RefreshTokenLifespan = orDefault(c.RefreshTokenLifespan, defaultRefreshTokenLifespan)

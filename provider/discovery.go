@@ -26,6 +26,7 @@ type discoveryDocument struct {
 	ResponseModesSupported             []string `json:"response_modes_supported"`
 	GrantTypesSupported                []string `json:"grant_types_supported"`
 	SubjectTypesSupported              []string `json:"subject_types_supported"`
+	AcrValuesSupported                 []string `json:"acr_values_supported"`
 	IDTokenSigningAlgs                 []string `json:"id_token_signing_alg_values_supported"`
 	UserinfoSigningAlgs                []string `json:"userinfo_signing_alg_values_supported"`
 	RequestObjectSigningAlgs           []string `json:"request_object_signing_alg_values_supported"`
@@ -84,6 +85,7 @@ func (p *Provider) discoveryMetadata(r *http.Request) discoveryDocument {
 			"urn:ietf:params:oauth:grant-type:device_code",
 		},
 		SubjectTypesSupported:        []string{"public"},
+		AcrValuesSupported:           p.cfg.AcrValues,
 		IDTokenSigningAlgs:           algs,
 		UserinfoSigningAlgs:          algs,
 		RequestObjectSigningAlgs:     requestObjectAlgs,

@@ -119,6 +119,7 @@ func TestDiscovery(t *testing.T) {
 		"response_modes_supported":                      {"query", "fragment", "form_post"},
 		"grant_types_supported":                         {"authorization_code", "implicit", "refresh_token", "client_credentials", "password", "urn:ietf:params:oauth:grant-type:device_code"},
 		"subject_types_supported":                       {"public"},
+		"acr_values_supported":                          {"urn:latchkey:acr:pwd", "urn:latchkey:acr:mfa"},
 		"token_endpoint_auth_methods_supported":         {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
 		"revocation_endpoint_auth_methods_supported":    {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
 		"introspection_endpoint_auth_methods_supported": {"client_secret_basic", "client_secret_post", "private_key_jwt"},

@@ -60,6 +60,9 @@ func TestRequestObjects(t *testing.T) {
 	key, jwks := rpKey(t)
 	signed := webClient(e, func(c *store.Client) { c.ID = "signed-ro"; c.JWKS = jwks; c.RequestObjectSigningAlg = "ES256" })
 	unsigned := webClient(e, func(c *store.Client) { c.ID = "unsigned-ro"; c.JWKS = jwks; c.RequestObjectSigningAlg = "none" })
+	// A client without keys may still send unsigned objects (Core §6.1);
+	// fosite alone refuses them (notes §3.6).
+	keyless := webClient(e, func(c *store.Client) { c.ID = "keyless-ro" })
 	_, challenge := pkce()
 	claims := func(clientID string) map[string]any {
 		return map[string]any{
@@ -75,7 +78,7 @@ func TestRequestObjects(t *testing.T) {
 	for _, tc := range []struct {
 		client *store.Client
 		key    *ecdsa.PrivateKey
-	}{{signed, key}, {unsigned, nil}} {
+	}{{signed, key}, {unsigned, nil}, {keyless, nil}} {
 		t.Run(tc.client.ID, func(t *testing.T) {
 			q := url.Values{
 				"client_id":     {tc.client.ID},
@@ -113,6 +116,23 @@ func TestRequestObjects(t *testing.T) {
 		res := newBrowser(t).authorize(e.issuer(), q)
 		if res.Params.Get("code") != "" || (res.Params.Get("error") == "" && res.Status != http.StatusBadRequest) {
 			t.Fatalf("forged request object accepted: %d %v", res.Status, res.Params)
+		}
+	})
+	t.Run("unsigned object naming another client", func(t *testing.T) {
+		q := url.Values{"client_id": {keyless.ID}, "response_type": {"code"}, "scope": {"openid"},
+			"redirect_uri": {rpRedirect}, "request": {requestObject(t, nil, claims(unsigned.ID))}}
+		res := newBrowser(t).authorize(e.issuer(), q)
+		if res.Params.Get("code") != "" || res.Params.Get("error") != "invalid_request_object" {
+			t.Fatalf("an object whose client_id differs from the request's was not refused as invalid_request_object: %d %v", res.Status, res.Params)
+		}
+	})
+	t.Run("expired unsigned object", func(t *testing.T) {
+		c := claims(keyless.ID)
+		c["exp"] = time.Now().Add(-time.Minute).Unix()
+		q := url.Values{"client_id": {keyless.ID}, "response_type": {"code"}, "scope": {"openid"},
+			"redirect_uri": {rpRedirect}, "request": {requestObject(t, nil, c)}}
+		if res := newBrowser(t).authorize(e.issuer(), q); res.Params.Get("error") != "invalid_request_object" {
+			t.Fatalf("an expired object was not refused as invalid_request_object: %d %v", res.Status, res.Params)
 		}
 	})
 	t.Run("alg none refused when ES256 is registered", func(t *testing.T) {
