@@ -41,6 +41,8 @@ type Server struct {
 	Store    *store.Store
 	// Backend is "sqlite" or "postgres".
 	Backend string
+	// HTTPClient trusts the server's certificate when it serves https.
+	HTTPClient *http.Client
 
 	t      testing.TB
 	hasher *password.Hasher
@@ -48,6 +50,10 @@ type Server struct {
 
 // Options change a server before it starts.
 type Options struct {
+	// TLS serves the provider and login app over https with a
+	// self-signed certificate (HTTPClient trusts it), as a deployment
+	// does; the admin API stays on loopback http.
+	TLS      bool
 	Provider func(*provider.Config)
 	Login    func(*login.Config)
 }
@@ -57,13 +63,18 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	ctx := context.Background()
 	var public, admin http.Handler = http.NotFoundHandler(), http.NotFoundHandler()
-	publicSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { public.ServeHTTP(w, r) }))
+	publicSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { public.ServeHTTP(w, r) }))
+	if opts.TLS {
+		publicSrv.StartTLS()
+	} else {
+		publicSrv.Start()
+	}
 	t.Cleanup(publicSrv.Close)
 	adminSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.ServeHTTP(w, r) }))
 	t.Cleanup(adminSrv.Close)
 
 	s := &Server{
-		Issuer: publicSrv.URL, AdminURL: adminSrv.URL, Backend: "sqlite", t: t,
+		Issuer: publicSrv.URL, AdminURL: adminSrv.URL, Backend: "sqlite", HTTPClient: publicSrv.Client(), t: t,
 		// Cheap argon2id parameters: the tests sign in hundreds of times.
 		hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1},
 	}

@@ -1,0 +1,124 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/latchkey-oidc/latchkey/conformance"
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
+)
+
+var update = flag.Bool("update", false, "rewrite the results table in README.md")
+
+// TestPlans runs every plan the runner knows against an in-process
+// Latchkey served over https, with the clients and users an operator would
+// create for the official suite. A FAIL fails the test.
+func TestPlans(t *testing.T) {
+	srv := latchkeytest.Start(t, latchkeytest.Options{TLS: true})
+	cfg := &conformance.Config{Issuer: srv.Issuer, Parallel: 12}
+	client := func(name, host, auth string) conformance.Client {
+		redirect, postLogout := "https://"+host+"/callback", "https://"+host+"/post_logout_redirect"
+		c := srv.CreateClient(map[string]any{
+			"client_name":                name,
+			"redirect_uris":              []string{redirect},
+			"post_logout_redirect_uris":  []string{postLogout},
+			"response_types":             []string{"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token"},
+			"grant_types":                []string{"authorization_code", "implicit", "refresh_token"},
+			"scope":                      "openid profile email address phone offline_access",
+			"token_endpoint_auth_method": auth,
+		})
+		return conformance.Client{ID: c.ID, Secret: c.Secret, RedirectURI: redirect, PostLogoutRedirectURI: postLogout}
+	}
+	cfg.Client = client("Conformance", "rp.conformance.test", "client_secret_basic")
+	cfg.Client2 = client("Conformance 2", "rp2.conformance.test", "client_secret_basic")
+	cfg.ClientSecretPost = client("Conformance post", "rp-post.conformance.test", "client_secret_post")
+	// One user with TOTP per run of modules, so that no run waits for a
+	// fresh time step.
+	for i := range 48 {
+		seed := make([]byte, 20)
+		rand.Read(seed)
+		name := fmt.Sprintf("tester%02d", i)
+		srv.CreateUser(name, "conformance password "+name, seed)
+		cfg.Users = append(cfg.Users, conformance.UserConfig{
+			Username: name, Password: "conformance password " + name,
+			TOTPSecret: base32.StdEncoding.EncodeToString(seed),
+		})
+	}
+
+	var out lineWriter
+	out.t = t
+	r, err := conformance.New(context.Background(), cfg, srv.HTTPClient, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range results {
+		if res.Status == conformance.Fail {
+			t.Errorf("%s", res)
+		}
+	}
+	passed, failed := conformance.Summary(results)
+	t.Logf("%d passed, %d failed (%s)", passed, failed, srv.Backend)
+	if *update {
+		if err := writeTable("README.md", results); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// lineWriter logs the runner's lines as they come.
+type lineWriter struct {
+	t  *testing.T
+	mu sync.Mutex
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+const (
+	tableStart = "<!-- results: go test ./conformance/ -run TestPlans -update -->"
+	tableEnd   = "<!-- end of results -->"
+)
+
+// writeTable replaces the results table in the README.
+func writeTable(path string, results []conformance.Result) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, tableStart), strings.Index(s, tableEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s lacks the results markers", path)
+	}
+	var b bytes.Buffer
+	b.WriteString(tableStart + "\n\n")
+	passed, failed := conformance.Summary(results)
+	fmt.Fprintf(&b, "%d passed, %d failed.\n\n", passed, failed)
+	plan := ""
+	for _, r := range results {
+		if r.Plan != plan {
+			plan = r.Plan
+			fmt.Fprintf(&b, "\n### %s\n\n| module | variant | result | notes |\n|---|---|---|---|\n", plan)
+		}
+		notes := strings.ReplaceAll(strings.Join(r.Notes, "; "), "|", "\\|")
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Module, r.Variant, r.Status, notes)
+	}
+	b.WriteString("\n")
+	return os.WriteFile(path, []byte(s[:i]+b.String()+s[j:]), 0o644)
+}
