@@ -3,6 +3,7 @@ package provider
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -55,7 +56,7 @@ func (p *Provider) PublicHandler() http.Handler {
 		{pathEndSessionContinue, get, p.endSessionContinue},
 	}
 	for _, rt := range routes {
-		s.HandleFunc(rt.path, rt.handler).Methods(rt.methods...)
+		s.HandleFunc(rt.path, rt.handler).Methods(slices.Clone(rt.methods)...)
 	}
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
@@ -96,13 +97,16 @@ func (p *Provider) AdminHandler() http.Handler {
 		{"/admin/subjects/{subject}/consents", del, p.adminRevokeConsents},
 	}
 	for _, rt := range routes {
-		r.HandleFunc(rt.path, rt.handler).Methods(rt.methods...)
+		r.HandleFunc(rt.path, rt.handler).Methods(slices.Clone(rt.methods)...)
 	}
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	return securityHeaders(p.requireAdminToken(r))
 }
 
+// The method lists of the route tables. gorilla/mux upper-cases the slice
+// it is given in place and keeps it, so each route gets a copy: two
+// providers in one process (the tests) must not share these.
 var (
 	get     = []string{http.MethodGet, http.MethodHead}
 	post    = []string{http.MethodPost}
