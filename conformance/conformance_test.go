@@ -22,37 +22,7 @@ var update = flag.Bool("update", false, "rewrite the results table in README.md"
 // Latchkey served over https, with the clients and users an operator would
 // create for the official suite. A FAIL fails the test.
 func TestPlans(t *testing.T) {
-	srv := latchkeytest.Start(t, latchkeytest.Options{TLS: true})
-	cfg := &conformance.Config{Issuer: srv.Issuer, Parallel: 12}
-	client := func(name, host, auth string) conformance.Client {
-		redirect, postLogout := "https://"+host+"/callback", "https://"+host+"/post_logout_redirect"
-		c := srv.CreateClient(map[string]any{
-			"client_name":                name,
-			"redirect_uris":              []string{redirect},
-			"post_logout_redirect_uris":  []string{postLogout},
-			"response_types":             []string{"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token"},
-			"grant_types":                []string{"authorization_code", "implicit", "refresh_token"},
-			"scope":                      "openid profile email address phone offline_access",
-			"token_endpoint_auth_method": auth,
-		})
-		return conformance.Client{ID: c.ID, Secret: c.Secret, RedirectURI: redirect, PostLogoutRedirectURI: postLogout}
-	}
-	cfg.Client = client("Conformance", "rp.conformance.test", "client_secret_basic")
-	cfg.Client2 = client("Conformance 2", "rp2.conformance.test", "client_secret_basic")
-	cfg.ClientSecretPost = client("Conformance post", "rp-post.conformance.test", "client_secret_post")
-	// One user with TOTP per run of modules, so that no run waits for a
-	// fresh time step.
-	for i := range 48 {
-		seed := make([]byte, 20)
-		rand.Read(seed)
-		name := fmt.Sprintf("tester%02d", i)
-		srv.CreateUser(name, "conformance password "+name, seed)
-		cfg.Users = append(cfg.Users, conformance.UserConfig{
-			Username: name, Password: "conformance password " + name,
-			TOTPSecret: base32.StdEncoding.EncodeToString(seed),
-		})
-	}
-
+	srv, cfg := setUp(t, latchkeytest.Options{TLS: true}, 48)
 	var out lineWriter
 	out.t = t
 	r, err := conformance.New(context.Background(), cfg, srv.HTTPClient, &out)
@@ -75,6 +45,43 @@ func TestPlans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// setUp starts a Latchkey over https and registers what an operator
+// registers for the official suite: three clients and users with TOTP.
+func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Server, *conformance.Config) {
+	t.Helper()
+	srv := latchkeytest.Start(t, opts)
+	cfg := &conformance.Config{Issuer: srv.Issuer, Parallel: 12}
+	client := func(name, host, auth string) conformance.Client {
+		redirect, postLogout := "https://"+host+"/callback", "https://"+host+"/post_logout_redirect"
+		c := srv.CreateClient(map[string]any{
+			"client_name":                name,
+			"redirect_uris":              []string{redirect},
+			"post_logout_redirect_uris":  []string{postLogout},
+			"response_types":             []string{"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token"},
+			"grant_types":                []string{"authorization_code", "implicit", "refresh_token"},
+			"scope":                      "openid profile email address phone offline_access",
+			"token_endpoint_auth_method": auth,
+		})
+		return conformance.Client{ID: c.ID, Secret: c.Secret, RedirectURI: redirect, PostLogoutRedirectURI: postLogout}
+	}
+	cfg.Client = client("Conformance", "rp.conformance.test", "client_secret_basic")
+	cfg.Client2 = client("Conformance 2", "rp2.conformance.test", "client_secret_basic")
+	cfg.ClientSecretPost = client("Conformance post", "rp-post.conformance.test", "client_secret_post")
+	// One user with TOTP per run of modules, so that no run waits for a
+	// fresh time step.
+	for i := range users {
+		seed := make([]byte, 20)
+		rand.Read(seed)
+		name := fmt.Sprintf("tester%02d", i)
+		srv.CreateUser(name, "conformance password "+name, seed)
+		cfg.Users = append(cfg.Users, conformance.UserConfig{
+			Username: name, Password: "conformance password " + name,
+			TOTPSecret: base32.StdEncoding.EncodeToString(seed),
+		})
+	}
+	return srv, cfg
 }
 
 // lineWriter logs the runner's lines as they come.

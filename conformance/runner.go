@@ -23,6 +23,8 @@ type Runner struct {
 	people []*useragent.User
 	// Out receives a line per module variant as it finishes.
 	Out io.Writer
+	// Modules, when set, limits a run to the modules with these names.
+	Modules []string
 
 	meta    *metadata
 	rawMeta map[string]any
@@ -160,7 +162,20 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 		if !ok {
 			return nil, fmt.Errorf("unknown test plan %q", name)
 		}
-		runs = append(runs, p...)
+		for _, rn := range p {
+			if len(r.Modules) > 0 {
+				var keep []string
+				for _, m := range rn.modules {
+					if contains(r.Modules, m) {
+						keep = append(keep, m)
+					}
+				}
+				if rn.modules = keep; len(keep) == 0 {
+					continue
+				}
+			}
+			runs = append(runs, rn)
+		}
 	}
 	results := make([][]Result, len(runs))
 	sem := make(chan struct{}, r.cfg.Parallel)

@@ -56,6 +56,9 @@ type Options struct {
 	TLS      bool
 	Provider func(*provider.Config)
 	Login    func(*login.Config)
+	// Wrap, when set, wraps the public handler (to break the provider on
+	// purpose in tests of the tests).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Start runs a Latchkey until the test ends.
@@ -121,6 +124,9 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("start the login app: %v", err)
 	}
 	public = app.Mount(p.PublicHandler())
+	if opts.Wrap != nil {
+		public = opts.Wrap(public)
+	}
 	admin = p.AdminHandler()
 	return s
 }

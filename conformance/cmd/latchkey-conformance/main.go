@@ -1,7 +1,7 @@
 // Command latchkey-conformance runs Latchkey's implementation of the
 // OpenID Foundation OP test plans against a deployment:
 //
-//	latchkey-conformance -config conformance.json [plan ...]
+//	latchkey-conformance -config conformance.json [-module name ...] [plan ...]
 //
 // It prints a line per module variant and "N passed, N failed", and exits
 // with status 1 when a module failed. conformance/README.md describes the
@@ -21,6 +21,8 @@ import (
 func main() {
 	configPath := flag.String("config", "conformance.json", "configuration `file` (issuer, clients, users)")
 	list := flag.Bool("list", false, "list the test plans and exit")
+	var modules []string
+	flag.Func("module", "run only this `module` (repeatable)", func(m string) error { modules = append(modules, m); return nil })
 	flag.Parse()
 	if *list {
 		for _, p := range conformance.Plans() {
@@ -30,13 +32,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *configPath, flag.Args()); err != nil {
+	if err := run(ctx, *configPath, flag.Args(), modules); err != nil {
 		fmt.Fprintln(os.Stderr, "latchkey-conformance:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, configPath string, plans []string) error {
+func run(ctx context.Context, configPath string, plans, modules []string) error {
 	cfg, err := conformance.ReadConfig(configPath)
 	if err != nil {
 		return err
@@ -45,6 +47,7 @@ func run(ctx context.Context, configPath string, plans []string) error {
 	if err != nil {
 		return err
 	}
+	r.Modules = modules
 	results, err := r.Run(ctx, plans...)
 	if err != nil {
 		return err
