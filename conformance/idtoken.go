@@ -154,16 +154,18 @@ func (t *T) checkStandardClaims(condition, where string, c claims) {
 	}
 }
 
-// leftHalfHash is the at_hash / c_hash of value for a JWS algorithm
-// (OpenID Connect Core §3.3.2.11): the left half of its hash, base64url.
-func leftHalfHash(alg, value string) (string, bool) {
+// LeftHalfHash is the at_hash / c_hash of value for an ID token signed
+// with alg (OpenID Connect Core §3.3.2.11): the base64url left half of the
+// hash of value under alg's hash function (SHA-512 for EdDSA with
+// Ed25519, the only curve providers use).
+func LeftHalfHash(alg, value string) (string, bool) {
 	var h hash.Hash
 	switch {
-	case strings.HasSuffix(alg, "256") || alg == "EdDSA":
+	case strings.HasSuffix(alg, "256"):
 		h = sha256.New()
 	case strings.HasSuffix(alg, "384"):
 		h = sha512.New384()
-	case strings.HasSuffix(alg, "512"):
+	case strings.HasSuffix(alg, "512") || alg == "EdDSA":
 		h = sha512.New()
 	default:
 		return "", false
@@ -185,7 +187,7 @@ func (t *T) checkHash(tok *idToken, claim, value string, required bool, where st
 		}
 		return
 	}
-	want, ok := leftHalfHash(tok.alg, value)
+	want, ok := LeftHalfHash(tok.alg, value)
 	if !ok {
 		t.Fail(condition, "cannot compute %s for alg %s", claim, tok.alg)
 		return

@@ -13,8 +13,6 @@ package rp_test
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -27,6 +25,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/latchkey-oidc/latchkey/conformance"
 	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 	"github.com/latchkey-oidc/latchkey/conformance/useragent"
 )
@@ -268,10 +267,9 @@ func checkMFA(t *testing.T, idt *oidc.IDToken) {
 }
 
 // leftHalfHash is the c_hash (or at_hash) of value for an ID token (Core
-// §3.3.2.11): the base64url left half of the hash of value under the hash
-// function of the ID token's signing algorithm. go-oidc checks at_hash
-// (IDToken.VerifyAccessToken) but has no check for c_hash. Call it only on
-// a verified ID token, whose header is then trustworthy.
+// §3.3.2.11). go-oidc checks at_hash (IDToken.VerifyAccessToken) but has
+// no check for c_hash. Call it only on a verified ID token, whose header
+// is then trustworthy.
 func leftHalfHash(t *testing.T, rawIDToken, value string) string {
 	t.Helper()
 	enc, _, _ := strings.Cut(rawIDToken, ".")
@@ -285,21 +283,11 @@ func leftHalfHash(t *testing.T, rawIDToken, value string) string {
 	if err != nil {
 		t.Fatalf("ID token header: %v", err)
 	}
-	var sum []byte
-	switch header.Alg {
-	case "RS256", "ES256", "PS256":
-		s := sha256.Sum256([]byte(value))
-		sum = s[:]
-	case "RS384", "ES384", "PS384":
-		s := sha512.Sum384([]byte(value))
-		sum = s[:]
-	case "RS512", "ES512", "PS512", "EdDSA":
-		s := sha512.Sum512([]byte(value))
-		sum = s[:]
-	default:
+	h, ok := conformance.LeftHalfHash(header.Alg, value)
+	if !ok {
 		t.Fatalf("ID token signed with %q, which has no hash for c_hash", header.Alg)
 	}
-	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+	return h
 }
 
 // oauthError is the OAuth error code (RFC 6749 §5.2) of a failed token
