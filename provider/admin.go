@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -200,20 +201,25 @@ func adminSubject(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 // adminRevokeSessions signs a subject out of every browser: its SSO
-// sessions end, so the next authorization asks it to sign in again. Tokens
-// already issued are not touched; revoke them with …/tokens.
+// sessions end, so the next authorization asks it to sign in again, and
+// the clients of those sessions that registered a backchannel_logout_uri
+// get a logout token. Tokens already issued are not touched; revoke them
+// with …/tokens.
 func (p *Provider) adminRevokeSessions(w http.ResponseWriter, r *http.Request) {
 	sub, ok := adminSubject(w, r)
 	if !ok {
 		return
 	}
-	sids, err := p.store.DeleteLoginSessionsBySubject(r.Context(), sub)
+	ended, err := p.endSessions(r.Context(), func(ctx context.Context) ([]*store.EndedSession, error) {
+		return p.store.EndLoginSessionsBySubject(ctx, sub)
+	})
 	if err != nil {
 		p.adminServerError(w, r, err)
 		return
 	}
-	if sids == nil {
-		sids = []string{}
+	sids := []string{}
+	for _, es := range ended {
+		sids = append(sids, es.SID)
 	}
 	writeJSON(w, http.StatusOK, SessionsRevoked{Subject: sub, SIDs: sids})
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -36,6 +37,7 @@ type ClientRequest struct {
 	ClientSecret  string `json:"client_secret,omitempty"`
 	RotateSecret  bool   `json:"latchkey_rotate_secret,omitempty"`
 	KeepOldSecret bool   `json:"latchkey_keep_old_secret,omitempty"`
+	unsupportedMetadata
 }
 
 // RegisteredClient is a stored client as the admin API and the CLI answer
@@ -72,12 +74,23 @@ const maxClientBody = 1 << 20
 // ParseClientRequest decodes one client metadata document of at most 1 MiB.
 // Unknown fields are ignored, as RFC 7591 §2 asks.
 func ParseClientRequest(r io.Reader) (*ClientRequest, error) {
-	lr := &io.LimitedReader{R: r, N: maxClientBody + 1}
+	return parseClientRequest(r, maxClientBody)
+}
+
+// parseClientRequest decodes one client metadata document of at most limit
+// bytes.
+func parseClientRequest(r io.Reader, limit int64) (*ClientRequest, error) {
+	size := fmt.Sprintf("%d KiB", limit>>10)
+	if limit%(1<<20) == 0 {
+		size = fmt.Sprintf("%d MiB", limit>>20)
+	}
+	tooLarge := invalidMetadata("the client metadata is larger than %s", size)
+	lr := &io.LimitedReader{R: r, N: limit + 1}
 	dec := json.NewDecoder(lr)
 	var req ClientRequest
 	if err := dec.Decode(&req); err != nil {
 		if lr.N <= 0 {
-			return nil, invalidMetadata("the client metadata is larger than 1 MiB")
+			return nil, tooLarge
 		}
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
@@ -88,7 +101,7 @@ func ParseClientRequest(r io.Reader) (*ClientRequest, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if lr.N <= 0 {
-			return nil, invalidMetadata("the client metadata is larger than 1 MiB")
+			return nil, tooLarge
 		}
 		return nil, invalidMetadata("the client metadata must be a single JSON object")
 	}
@@ -104,6 +117,8 @@ type ClientRegistrar struct {
 	algs    []string
 	dev     bool
 	now     func() time.Time
+	// http fetches sector_identifier_uri documents.
+	http *http.Client
 }
 
 // NewClientRegistrar returns a registrar on st. It needs from cfg only the
@@ -119,27 +134,43 @@ func NewClientRegistrar(st *store.Store, cfg Config) (*ClientRegistrar, error) {
 	if len(algs) == 0 {
 		algs = keys.DefaultAlgs()
 	}
-	return &ClientRegistrar{store: st, secrets: h, algs: algs, dev: cfg.Dev, now: time.Now}, nil
+	client := cfg.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &ClientRegistrar{store: st, secrets: h, algs: algs, dev: cfg.Dev, now: time.Now, http: client}, nil
 }
 
 // clients returns the provider's registrar, sharing its hasher and keys.
 func (p *Provider) clients() *ClientRegistrar {
-	return &ClientRegistrar{store: p.store, secrets: p.secrets, algs: p.keys.Algs(), dev: p.cfg.Dev, now: time.Now}
+	return &ClientRegistrar{store: p.store, secrets: p.secrets, algs: p.keys.Algs(), dev: p.cfg.Dev, now: time.Now, http: p.cfg.HTTPClient}
 }
 
 // Create validates req and stores it as a new client. A client_id that is
 // taken gives an error wrapping store.ErrAlreadyExists; metadata that does
 // not pass, a *ClientMetadataError.
 func (r *ClientRegistrar) Create(ctx context.Context, req *ClientRequest) (*RegisteredClient, error) {
+	return r.create(ctx, req, "")
+}
+
+// create is Create, storing registrationTokenHash (RFC 7592) with the
+// client when dynamic registration issued a registration access token.
+func (r *ClientRegistrar) create(ctx context.Context, req *ClientRequest, registrationTokenHash string) (*RegisteredClient, error) {
 	if req.RotateSecret || req.KeepOldSecret {
 		return nil, invalidMetadata("latchkey_rotate_secret and latchkey_keep_old_secret apply to updates only")
 	}
+	if err := req.unsupportedMetadata.check(); err != nil {
+		return nil, err
+	}
 	c := req.Client
-	c.SecretHash, c.RotatedSecretHashes, c.RegistrationTokenHash = "", nil, ""
+	c.SecretHash, c.RotatedSecretHashes, c.RegistrationTokenHash = "", nil, registrationTokenHash
 	if c.ID == "" {
 		c.ID = randomClientID()
 	}
 	if err := r.Validate(&c); err != nil {
+		return nil, err
+	}
+	if err := r.checkSectorIdentifier(ctx, &c); err != nil {
 		return nil, err
 	}
 	c.ClientIDIssuedAt, c.ClientSecretExpiresAt = r.now().Unix(), 0
@@ -167,6 +198,9 @@ func (r *ClientRegistrar) Update(ctx context.Context, id string, req *ClientRequ
 	if req.KeepOldSecret && !req.RotateSecret && req.ClientSecret == "" {
 		return nil, invalidMetadata("latchkey_keep_old_secret needs a new secret: client_secret or latchkey_rotate_secret")
 	}
+	if err := req.unsupportedMetadata.check(); err != nil {
+		return nil, err
+	}
 	old, err := r.store.LoadClient(ctx, id)
 	if err != nil {
 		return nil, err
@@ -174,6 +208,9 @@ func (r *ClientRegistrar) Update(ctx context.Context, id string, req *ClientRequ
 	c := req.Client
 	c.ID = id
 	if err := r.Validate(&c); err != nil {
+		return nil, err
+	}
+	if err := r.checkSectorIdentifier(ctx, &c); err != nil {
 		return nil, err
 	}
 	if req.RotateSecret && !usesSecret(&c) {
@@ -309,6 +346,9 @@ func (r *ClientRegistrar) Validate(c *store.Client) error {
 		return err
 	}
 	if err := r.checkURIs(c); err != nil {
+		return err
+	}
+	if err := r.checkRegistrationMetadata(c); err != nil {
 		return err
 	}
 	if err := r.checkAlgs(c); err != nil {
@@ -493,7 +533,35 @@ func (r *ClientRegistrar) checkURIs(c *store.Client) error {
 	if c.BackchannelLogoutSessionRequired && c.BackchannelLogoutURI == "" {
 		return invalidMetadata("backchannel_logout_session_required needs backchannel_logout_uri")
 	}
+	if u := c.FrontchannelLogoutURI; u != "" && !slices.Contains(uriOrigins(c.RedirectURIs), uriOrigin(u)) {
+		// Front-Channel Logout 1.0 §2.
+		return invalidMetadata("frontchannel_logout_uri must have the scheme, host and port of one of the redirect_uris")
+	}
 	return nil
+}
+
+// uriOrigin is an absolute URI's scheme, host and port, lower-cased and
+// with the scheme's default port made explicit; "" when raw does not parse.
+func uriOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	scheme, port := strings.ToLower(u.Scheme), u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	return scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port
+}
+
+func uriOrigins(uris []string) []string {
+	var out []string
+	for _, u := range uris {
+		if o := uriOrigin(u); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // checkRedirectURI checks a URL the provider sends browsers or requests

@@ -175,6 +175,11 @@ func (p *Provider) challengeView(ctx context.Context, c *store.Challenge) (*Chal
 	if fl.Form != nil {
 		v.RequestURL = p.urls.authorize + "?" + fl.Form.Encode()
 		v.OIDCContext = p.oidcContext(ctx, fl.Form)
+		if len(v.OIDCContext.ACRValues) == 0 && v.Client != nil {
+			// The client's registered default_acr_values stand in for
+			// acr_values it did not send (OpenID Connect Registration §2).
+			v.OIDCContext.ACRValues = slices.Clone(v.Client.DefaultACRValues)
+		}
 	}
 	if c.Kind == store.ChallengeConsent {
 		v.ACR, v.AMR, v.Context = fl.ACR, fl.AMR, fl.Context

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is what an operator chooses about a provider. New fills in the
@@ -64,10 +66,49 @@ type Config struct {
 	// default 30 days.
 	KeyRotateEvery time.Duration
 
-	// HTTPClient makes outbound calls (client JWKS, request_uri, the password
-	// check). Default: a client with a 10s timeout.
+	// RegistrationPolicy says who may register clients at /oauth2/register
+	// (RFC 7591): closed (the default: no endpoint), open, or token.
+	RegistrationPolicy RegistrationPolicy
+	// RegistrationTokens are the initial access tokens the token policy
+	// accepts (16+ characters each).
+	RegistrationTokens []string
+
+	// BackchannelLogout tunes the delivery of back-channel logout tokens.
+	BackchannelLogout BackchannelLogoutConfig
+
+	// HTTPClient makes outbound calls (client JWKS, request_uri,
+	// sector_identifier_uri, the password check, back-channel logout).
+	// Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 	Log        *slog.Logger
+	// Registerer, when set, gets the provider's Prometheus metrics; nil
+	// registers none.
+	Registerer prometheus.Registerer
+}
+
+// BackchannelLogoutConfig tunes how logout tokens reach the clients'
+// backchannel_logout_uri. Each failed attempt waits twice as long as the
+// one before, from RetryMin up to RetryMax, until GiveUpAfter has passed
+// since the session ended.
+type BackchannelLogoutConfig struct {
+	PollInterval time.Duration // how often the queue is checked; default 2s
+	Timeout      time.Duration // one request; default 5s
+	RetryMin     time.Duration // default 1s
+	RetryMax     time.Duration // default 10m
+	GiveUpAfter  time.Duration // default 24h
+	Concurrency  int           // requests in flight per provider; default 8
+}
+
+func (c BackchannelLogoutConfig) withDefaults() BackchannelLogoutConfig {
+	c.PollInterval = orDefault(c.PollInterval, 2*time.Second)
+	c.Timeout = orDefault(c.Timeout, 5*time.Second)
+	c.RetryMin = orDefault(c.RetryMin, time.Second)
+	c.RetryMax = max(orDefault(c.RetryMax, 10*time.Minute), c.RetryMin)
+	c.GiveUpAfter = orDefault(c.GiveUpAfter, 24*time.Hour)
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	return c
 }
 
 const (
@@ -136,6 +177,10 @@ func (c Config) withDefaults() (Config, error) {
 		// OpenID Connect Discovery §3: RS256 MUST be supported.
 		return c, errors.New("the signing algorithms must include RS256")
 	}
+	if c.RegistrationPolicy, err = ParseRegistrationPolicy(string(c.RegistrationPolicy), c.RegistrationTokens); err != nil {
+		return c, err
+	}
+	c.BackchannelLogout = c.BackchannelLogout.withDefaults()
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}

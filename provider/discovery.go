@@ -3,6 +3,7 @@ package provider
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 )
 
 // discoveryDocument is the provider metadata of OpenID Connect Discovery 1.0
@@ -20,6 +21,7 @@ type discoveryDocument struct {
 	IntrospectionEndpoint              string   `json:"introspection_endpoint"`
 	DeviceAuthorizationEndpoint        string   `json:"device_authorization_endpoint"`
 	PushedAuthorizationRequestEndpoint string   `json:"pushed_authorization_request_endpoint"`
+	RegistrationEndpoint               string   `json:"registration_endpoint,omitempty"`
 	RequirePushedAuthorizationRequests bool     `json:"require_pushed_authorization_requests"`
 	ScopesSupported                    []string `json:"scopes_supported"`
 	ResponseTypesSupported             []string `json:"response_types_supported"`
@@ -46,6 +48,10 @@ type discoveryDocument struct {
 	AuthorizationResponseISSParameter  bool     `json:"authorization_response_iss_parameter_supported"`
 	PromptValuesSupported              []string `json:"prompt_values_supported"`
 	DisplayValuesSupported             []string `json:"display_values_supported"`
+	BackchannelLogoutSupported         bool     `json:"backchannel_logout_supported"`
+	BackchannelLogoutSessionSupported  bool     `json:"backchannel_logout_session_supported"`
+	FrontchannelLogoutSupported        bool     `json:"frontchannel_logout_supported"`
+	FrontchannelLogoutSessionSupported bool     `json:"frontchannel_logout_session_supported"`
 }
 
 // clientAssertionAlgs are the private_key_jwt signing algorithms fosite
@@ -72,7 +78,8 @@ func (p *Provider) discoveryMetadata(r *http.Request) discoveryDocument {
 		IntrospectionEndpoint:              p.urls.introspect,
 		DeviceAuthorizationEndpoint:        p.urls.deviceAuth,
 		PushedAuthorizationRequestEndpoint: p.urls.par,
-		ScopesSupported:                    []string{"openid", "profile", "email", "address", "phone", "offline_access"},
+		RegistrationEndpoint:               p.registrationEndpoint(),
+		ScopesSupported:                    slices.Clone(supportedScopes),
 		ResponseTypesSupported: []string{
 			"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token",
 			"token",
@@ -113,6 +120,12 @@ func (p *Provider) discoveryMetadata(r *http.Request) discoveryDocument {
 		AuthorizationResponseISSParameter: true,
 		PromptValuesSupported:             p.fcfg.GetAllowedPrompts(r.Context()),
 		DisplayValuesSupported:            []string{"page"},
+		// Logout tokens and front-channel frames carry sid, as ID tokens
+		// do (backchannel.go, frontchannel.go).
+		BackchannelLogoutSupported:         true,
+		BackchannelLogoutSessionSupported:  true,
+		FrontchannelLogoutSupported:        true,
+		FrontchannelLogoutSessionSupported: true,
 	}
 }
 

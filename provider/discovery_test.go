@@ -108,7 +108,7 @@ func TestDiscovery(t *testing.T) {
 			t.Errorf("%s = %v, want %s", name, doc[name], want)
 		}
 	}
-	// Dynamic registration is not built yet, so it is not advertised.
+	// Dynamic registration is closed by default, so it is not advertised.
 	if _, ok := doc["registration_endpoint"]; ok {
 		t.Errorf("registration_endpoint is advertised: %v", doc["registration_endpoint"])
 	}
@@ -158,6 +158,10 @@ func TestDiscovery(t *testing.T) {
 		"require_request_uri_registration":               true,
 		"authorization_response_iss_parameter_supported": true,
 		"require_pushed_authorization_requests":          false,
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
+		"frontchannel_logout_supported":                  true,
+		"frontchannel_logout_session_supported":          true,
 	} {
 		if doc[name] != want {
 			t.Errorf("%s = %v, want %v", name, doc[name], want)
@@ -398,6 +402,30 @@ func TestAuthorizationResponsesCarryIss(t *testing.T) {
 			}
 			if got := res.Params.Get("iss"); got != e.issuer() {
 				t.Errorf("iss = %q, want %q (%v)", got, e.issuer(), res.Params)
+			}
+		})
+	}
+}
+
+// TestDiscoveryRegistrationEndpoint: with registration open (or by token),
+// discovery advertises the endpoint that answers.
+func TestDiscoveryRegistrationEndpoint(t *testing.T) {
+	for _, policy := range []provider.RegistrationPolicy{provider.RegistrationOpen, provider.RegistrationToken} {
+		t.Run(string(policy), func(t *testing.T) {
+			e := newEnv(t, func(c *provider.Config) {
+				c.RegistrationPolicy = policy
+				if policy == provider.RegistrationToken {
+					c.RegistrationTokens = []string{initialToken}
+				}
+			})
+			_, doc := getJSON(t, e.issuer()+"/.well-known/openid-configuration")
+			endpoint, _ := doc["registration_endpoint"].(string)
+			if endpoint != e.issuer()+"/oauth2/register" {
+				t.Fatalf("registration_endpoint = %v", doc["registration_endpoint"])
+			}
+			a := regCall(t, http.MethodPost, endpoint, "Bearer "+initialToken, map[string]any{"redirect_uris": []string{rpRedirect}})
+			if a.Status != http.StatusCreated {
+				t.Errorf("the advertised endpoint answered %d %s", a.Status, a.Body)
 			}
 		})
 	}

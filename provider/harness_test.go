@@ -33,6 +33,7 @@ const adminToken = "test-admin-token-0123456789"
 // login app double in front of its admin API.
 type env struct {
 	t      testing.TB
+	dbURL  string
 	store  *store.Store
 	p      *provider.Provider
 	cfg    provider.Config
@@ -68,7 +69,8 @@ func newEnv(t testing.TB, opts ...func(*provider.Config)) *env {
 	for _, o := range opts {
 		o(&e.cfg)
 	}
-	e.store = storetest.OpenURL(t, testDatabase(t), provider.StoreOptions(e.cfg))
+	e.dbURL = testDatabase(t)
+	e.store = storetest.OpenURL(t, e.dbURL, provider.StoreOptions(e.cfg))
 	p, err := provider.New(ctx, e.store, e.cfg)
 	if err != nil {
 		t.Fatalf("new provider: %v", err)

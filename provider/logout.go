@@ -219,8 +219,13 @@ func (p *Provider) endSessionContinue(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, http.StatusOK, "You are still signed in", "", "You were not signed out.")
 		return
 	}
-	if err := p.endBrowserSession(ctx, w, r, fl); err != nil {
+	ended, err := p.endBrowserSession(ctx, w, r, fl)
+	if err != nil {
 		p.logoutServerError(w, r, err)
+		return
+	}
+	if frames := p.frontchannelFrames(ctx, ended); len(frames) > 0 {
+		p.signedOutPage(w, frames, redirectTo)
 		return
 	}
 	if redirectTo != "" {
@@ -230,28 +235,43 @@ func (p *Provider) endSessionContinue(w http.ResponseWriter, r *http.Request) {
 	p.errorPage(w, http.StatusOK, "You are signed out", "", "You have been signed out. You may close this window.")
 }
 
-// endBrowserSession deletes the browser's SSO session and its cookie,
-// unless the cookie now belongs to another session than the one the
-// logout was asked for (the user signed in again meanwhile).
-func (p *Provider) endBrowserSession(ctx context.Context, w http.ResponseWriter, r *http.Request, fl *flow) error {
+// endBrowserSession ends the browser's SSO session, queueing its
+// back-channel logouts, and deletes its cookie, unless the cookie now
+// belongs to another session than the one the logout was asked for (the
+// user signed in again meanwhile). It returns the session it ended, nil
+// when there was none.
+func (p *Provider) endBrowserSession(ctx context.Context, w http.ResponseWriter, r *http.Request, fl *flow) (*store.EndedSession, error) {
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil || ck.Value == "" {
-		return nil
+		return nil, nil
 	}
 	ls, err := p.currentSession(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ls != nil && fl.SID != "" && ls.SID != fl.SID {
-		return nil
+		return nil, nil
 	}
+	var ended *store.EndedSession
 	if ls != nil {
-		if err := p.store.DeleteLoginSession(ctx, ck.Value); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("end SSO session: %w", err)
+		all, err := p.endSessions(ctx, func(ctx context.Context) ([]*store.EndedSession, error) {
+			es, err := p.store.EndLoginSession(ctx, ck.Value)
+			if err != nil {
+				return nil, err
+			}
+			return []*store.EndedSession{es}, nil
+		})
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Another request ended it meanwhile, and queued its logouts.
+		case err != nil:
+			return nil, fmt.Errorf("end SSO session: %w", err)
+		default:
+			ended = all[0]
 		}
 	}
 	http.SetCookie(w, p.cookie(sessionCookie, "", -1))
-	return nil
+	return ended, nil
 }
 
 // postLogoutRedirect is where the user goes after the logout: the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/ory/fosite"
@@ -26,6 +27,11 @@ type Provider struct {
 	secrets *clientsecret.Hasher
 	urls    endpoints
 	log     *slog.Logger
+	metrics *metrics
+	// backchannelHTTP sends logout tokens; backchannelWake tells the
+	// back-channel logout worker that logouts were queued.
+	backchannelHTTP *http.Client
+	backchannelWake chan struct{}
 }
 
 // StoreOptions returns the store options the provider relies on: its
@@ -61,6 +67,10 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compose fosite: %w", err)
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Provider{
 		cfg:     cfg,
 		store:   st,
@@ -71,6 +81,10 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 		secrets: hasher,
 		urls:    endpointsFor(cfg.Issuer),
 		log:     cfg.Log,
+		metrics: m,
+
+		backchannelHTTP: noRedirects(cfg.HTTPClient),
+		backchannelWake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -82,10 +96,11 @@ func (p *Provider) Keys() *keys.Ring { return p.keys }
 
 // Run does the provider's background work until ctx ends: it follows
 // changes other replicas make to clients and keys, rotates keys when due,
-// and deletes expired rows.
+// deletes expired rows, and delivers back-channel logouts.
 func (p *Provider) Run(ctx context.Context) {
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() { p.keys.Run(ctx, time.Minute); done <- struct{}{} }()
+	go func() { p.runBackchannelLogouts(ctx); done <- struct{}{} }()
 	go func() { p.store.WatchCaches(ctx, 5*time.Second, p.log); done <- struct{}{} }()
 	go func() {
 		p.store.RunJanitor(ctx, 10*time.Minute, store.JanitorOptions{Pause: 50 * time.Millisecond}, func(err error) {
@@ -93,7 +108,7 @@ func (p *Provider) Run(ctx context.Context) {
 		})
 		done <- struct{}{}
 	}()
-	for range 3 {
+	for range 4 {
 		<-done
 	}
 }

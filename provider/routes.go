@@ -25,6 +25,8 @@ const (
 	pathUserinfo           = "/userinfo"
 	pathEndSession         = "/oauth2/logout"
 	pathEndSessionContinue = "/oauth2/logout/continue"
+	pathRegister           = "/oauth2/register"
+	pathRegisterClient     = "/oauth2/register/{client_id}"
 )
 
 // PublicHandler serves the endpoints relying parties and browsers use, under
@@ -54,6 +56,20 @@ func (p *Provider) PublicHandler() http.Handler {
 		{pathUserinfo, getPost, p.userinfo},
 		{pathEndSession, getPost, p.endSession},
 		{pathEndSessionContinue, get, p.endSessionContinue},
+	}
+	if p.cfg.RegistrationPolicy != RegistrationClosed {
+		// Dynamic client registration (RFC 7591, RFC 7592) exists only
+		// when the operator opened it.
+		routes = append(routes, []struct {
+			path    string
+			methods []string
+			handler http.HandlerFunc
+		}{
+			{pathRegister, post, p.register},
+			{pathRegisterClient, get, p.readRegistration},
+			{pathRegisterClient, put, p.updateRegistration},
+			{pathRegisterClient, del, p.deleteRegistration},
+		}...)
 	}
 	for _, rt := range routes {
 		s.HandleFunc(rt.path, rt.handler).Methods(slices.Clone(rt.methods)...)

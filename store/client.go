@@ -14,6 +14,7 @@ import (
 type Client struct {
 	ID                    string   `json:"client_id"`
 	Name                  string   `json:"client_name,omitempty"`
+	ApplicationType       string   `json:"application_type,omitempty"`
 	RedirectURIs          []string `json:"redirect_uris,omitempty"`
 	GrantTypes            []string `json:"grant_types,omitempty"`
 	ResponseTypes         []string `json:"response_types,omitempty"`
@@ -24,6 +25,8 @@ type Client struct {
 	ClientURI             string   `json:"client_uri,omitempty"`
 	PolicyURI             string   `json:"policy_uri,omitempty"`
 	TOSURI                string   `json:"tos_uri,omitempty"`
+	SoftwareID            string   `json:"software_id,omitempty"`
+	SoftwareVersion       string   `json:"software_version,omitempty"`
 	ClientIDIssuedAt      int64    `json:"client_id_issued_at,omitempty"`
 	ClientSecretExpiresAt int64    `json:"client_secret_expires_at,omitempty"`
 
@@ -36,9 +39,11 @@ type Client struct {
 	IDTokenSignedResponseAlg    string              `json:"id_token_signed_response_alg,omitempty"`
 	UserinfoSignedResponseAlg   string              `json:"userinfo_signed_response_alg,omitempty"`
 	SubjectType                 string              `json:"subject_type,omitempty"`
+	SectorIdentifierURI         string              `json:"sector_identifier_uri,omitempty"`
 	DefaultMaxAge               int64               `json:"default_max_age,omitempty"`
 	RequireAuthTime             bool                `json:"require_auth_time,omitempty"`
 	DefaultACRValues            []string            `json:"default_acr_values,omitempty"`
+	InitiateLoginURI            string              `json:"initiate_login_uri,omitempty"`
 
 	PostLogoutRedirectURIs            []string `json:"post_logout_redirect_uris,omitempty"`
 	FrontchannelLogoutURI             string   `json:"frontchannel_logout_uri,omitempty"`

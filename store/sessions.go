@@ -158,50 +158,98 @@ func (s *Store) ReauthenticateLoginSession(ctx context.Context, ls *LoginSession
 	return nil
 }
 
+// EndedSession is an SSO session that was ended, with the clients that
+// took part in it, so that logout can reach them.
+type EndedSession struct {
+	SID       string
+	Subject   string
+	ClientIDs []string // sorted
+}
+
+// EndLoginSession ends the session behind a cookie value, expired or not,
+// and returns it with the clients that took part in it: their list is gone
+// with the session, so this is the last moment it can be read. Run it in
+// the transaction that queues the back-channel logouts, so that the session
+// ends if and only if they are queued. A missing session is ErrNotFound.
+func (s *Store) EndLoginSession(ctx context.Context, cookieValue string) (*EndedSession, error) {
+	var ended *EndedSession
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var row struct {
+			SID     string `db:"sid"`
+			Subject string `db:"subject"`
+		}
+		if err := s.get(ctx, &row, `DELETE FROM login_sessions WHERE id = ? RETURNING sid, subject`, hashKey(cookieValue)); err != nil {
+			return err
+		}
+		clients, err := s.deleteSessionClients(ctx, row.SID)
+		if err != nil {
+			return err
+		}
+		ended = &EndedSession{SID: row.SID, Subject: row.Subject, ClientIDs: clients}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("end login session: %w", err)
+	}
+	return ended, nil
+}
+
 // DeleteLoginSession ends the session behind a cookie value, expired or not,
 // with its list of clients. A missing session is ErrNotFound.
 func (s *Store) DeleteLoginSession(ctx context.Context, cookieValue string) error {
-	err := s.InTx(ctx, func(ctx context.Context) error {
-		var sid string
-		if err := s.get(ctx, &sid, `DELETE FROM login_sessions WHERE id = ? RETURNING sid`, hashKey(cookieValue)); err != nil {
-			return err
-		}
-		return s.deleteSessionClients(ctx, sid)
-	})
-	if err != nil {
-		return fmt.Errorf("delete login session: %w", err)
-	}
-	return nil
+	_, err := s.EndLoginSession(ctx, cookieValue)
+	return err
 }
 
-// DeleteLoginSessionsBySubject ends every session of a subject, expired or
-// not, with their lists of clients, and returns the SIDs it ended so the
-// caller can send logout tokens.
-func (s *Store) DeleteLoginSessionsBySubject(ctx context.Context, subject string) ([]string, error) {
-	var sids []string
+// EndLoginSessionsBySubject ends every session of a subject, expired or
+// not, and returns them, sorted by SID, each with the clients that took part
+// in it (see EndLoginSession).
+func (s *Store) EndLoginSessionsBySubject(ctx context.Context, subject string) ([]*EndedSession, error) {
+	var ended []*EndedSession
 	err := s.InTx(ctx, func(ctx context.Context) error {
+		var sids []string
 		if err := s.selectAll(ctx, &sids, `DELETE FROM login_sessions WHERE subject = ? RETURNING sid`, subject); err != nil {
 			return err
 		}
+		slices.Sort(sids)
 		for _, sid := range sids {
-			if err := s.deleteSessionClients(ctx, sid); err != nil {
+			clients, err := s.deleteSessionClients(ctx, sid)
+			if err != nil {
 				return err
 			}
+			ended = append(ended, &EndedSession{SID: sid, Subject: subject, ClientIDs: clients})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("delete login sessions of %q: %w", subject, err)
+		return nil, fmt.Errorf("end login sessions of %q: %w", subject, err)
 	}
-	slices.Sort(sids)
+	return ended, nil
+}
+
+// DeleteLoginSessionsBySubject ends every session of a subject, expired or
+// not, with their lists of clients, and returns the SIDs it ended, sorted.
+func (s *Store) DeleteLoginSessionsBySubject(ctx context.Context, subject string) ([]string, error) {
+	ended, err := s.EndLoginSessionsBySubject(ctx, subject)
+	if err != nil {
+		return nil, err
+	}
+	var sids []string
+	for _, es := range ended {
+		sids = append(sids, es.SID)
+	}
 	return sids, nil
 }
 
-func (s *Store) deleteSessionClients(ctx context.Context, sid string) error {
-	if _, err := s.exec(ctx, `DELETE FROM login_session_clients WHERE sid = ?`, sid); err != nil {
-		return fmt.Errorf("delete clients of session %q: %w", sid, err)
+// deleteSessionClients deletes a session's list of clients and returns it,
+// sorted.
+func (s *Store) deleteSessionClients(ctx context.Context, sid string) ([]string, error) {
+	var ids []string
+	if err := s.selectAll(ctx, &ids, `DELETE FROM login_session_clients WHERE sid = ? RETURNING client_id`, sid); err != nil {
+		return nil, fmt.Errorf("delete clients of session %q: %w", sid, err)
 	}
-	return nil
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // AddSessionClient records that a client received tokens in a session, so

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/latchkey-oidc/latchkey/provider"
@@ -22,6 +23,7 @@ const shutdownTimeout = 10 * time.Second
 var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
+	"registration", "registration-tokens",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login
@@ -63,6 +65,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	registration, registrationTokens, err := s.registration()
+	if err != nil {
+		return err
+	}
 	if mode == "login" {
 		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev)
 	}
@@ -92,6 +98,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		OldSystemSecrets: oldSecrets,
 		Dev:              dev,
 		Log:              log,
+
+		RegistrationPolicy: registration,
+		RegistrationTokens: registrationTokens,
 	}
 	st, err := s.openStore(ctx, provider.StoreOptions(cfg), true)
 	if err != nil {
@@ -120,7 +129,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	fmt.Fprintf(stdout, "Latchkey %s is serving.\n  issuer       %s\n  public       %s\n  login app    %s\n  admin API    %s\n  admin token  %s\n  database     %s\n",
 		version, p.Issuer(), publicURL, loginWhere, adminURL, tokenWhere, s.databaseName())
-	log.Info("serving", "version", version, "issuer", p.Issuer(), "public", publicURL, "admin", adminURL, "dev", dev)
+	log.Info("serving", "version", version, "issuer", p.Issuer(), "public", publicURL, "admin", adminURL, "dev", dev,
+		"registration", string(registration))
 
 	return serveUntilDone(ctx, log, p.Run, []listener{
 		{"public", publicLn, public},
@@ -257,4 +267,21 @@ func (s *settings) adminToken(log *slog.Logger) (token, where string, err error)
 		return "", "", err
 	}
 	return v, "in " + path, nil
+}
+
+// registration returns the dynamic client registration policy and its
+// initial access tokens. It stays closed unless asked, in dev mode too:
+// dev mode relaxes transport rules, not who may create clients.
+func (s *settings) registration() (provider.RegistrationPolicy, []string, error) {
+	var tokens []string
+	for _, t := range strings.Split(s.get("registration-tokens"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tokens = append(tokens, t)
+		}
+	}
+	policy, err := provider.ParseRegistrationPolicy(strings.TrimSpace(s.get("registration")), tokens)
+	if err != nil {
+		return "", nil, fmt.Errorf("--registration, --registration-tokens: %w", err)
+	}
+	return policy, tokens, nil
 }
