@@ -49,7 +49,7 @@ func (s *Store) RecordFailure(ctx context.Context, key string, window time.Durat
 	// A new window starts when the old one has passed or a lock has ended.
 	const fresh = `(attempt_counters.window_start <= ? OR (attempt_counters.locked_until IS NOT NULL AND attempt_counters.locked_until <= ?))`
 	var row attemptRow
-	err := s.get(ctx, &row, `INSERT INTO attempt_counters (key, failures, window_start, locked_until, expires_at) VALUES (?, 1, ?, ?, ?)
+	err := s.getWrite(ctx, &row, `INSERT INTO attempt_counters (key, failures, window_start, locked_until, expires_at) VALUES (?, 1, ?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET
 			failures = CASE WHEN `+fresh+` THEN 1 ELSE attempt_counters.failures + 1 END,
 			window_start = CASE WHEN `+fresh+` THEN ? ELSE attempt_counters.window_start END,

@@ -162,7 +162,7 @@ func (s *Store) DecideChallenge(ctx context.Context, kind ChallengeKind, id stri
 	}
 	now := s.now()
 	var row challengeRow
-	err = s.get(ctx, &row, `UPDATE challenges SET state = ?, result = ?, decided_at = ?,
+	err = s.getWrite(ctx, &row, `UPDATE challenges SET state = ?, result = ?, decided_at = ?,
 		subject = CASE WHEN ? = '' THEN subject ELSE ? END
 		WHERE id = ? AND kind = ? AND state = ? AND expires_at > ?
 		RETURNING `+challengeColumns,

@@ -126,7 +126,7 @@ func (s *Store) ClaimBackchannelLogout(ctx context.Context, hold time.Duration) 
 		lock = ` FOR UPDATE SKIP LOCKED`
 	}
 	var row backchannelLogoutRow
-	err := s.get(ctx, &row, `UPDATE backchannel_logouts SET lease = ?, due_at = ?, attempts = attempts + 1
+	err := s.getWrite(ctx, &row, `UPDATE backchannel_logouts SET lease = ?, due_at = ?, attempts = attempts + 1
 		WHERE id = (SELECT id FROM backchannel_logouts WHERE due_at <= ? ORDER BY due_at, id LIMIT 1`+lock+`)
 		AND due_at <= ?
 		RETURNING `+backchannelLogoutColumns,

@@ -225,7 +225,7 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // fosite.ErrNotFound, which fosite answers with "retry".
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	var accessSig string
-	err := s.get(ctx, &accessSig, `UPDATE oauth2_tokens SET active = ?, rotated_at = ?
+	err := s.getWrite(ctx, &accessSig, `UPDATE oauth2_tokens SET active = ?, rotated_at = ?
 		WHERE signature = ? AND kind = ? AND request_id = ? AND active RETURNING access_signature`,
 		false, s.now(), signature, kindRefresh, requestID)
 	if errors.Is(err, fosite.ErrNotFound) {

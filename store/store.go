@@ -259,6 +259,11 @@ func (s *Store) prepareInBackground(query string) {
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	unlock, err := s.lockWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -283,6 +288,33 @@ func (s *Store) execOne(ctx context.Context, query string, args ...any) error {
 		return fosite.ErrNotFound
 	}
 	return nil
+}
+
+// getWrite runs a writing statement that returns a row (RETURNING).
+func (s *Store) getWrite(ctx context.Context, dest any, query string, args ...any) error {
+	unlock, err := s.lockWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.get(ctx, dest, query, args...)
+}
+
+// lockWrite takes SQLite's in-process write lock for a statement that
+// writes outside a transaction. Without it such a statement competes for
+// the file lock through SQLite's busy handler, which polls: behind a
+// steady queue of transactions it can lose for the whole busy timeout.
+// Inside a transaction, and on PostgreSQL, it does nothing.
+func (s *Store) lockWrite(ctx context.Context) (func(), error) {
+	if s.writeLock == nil || txFrom(ctx) != nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writeLock <- struct{}{}:
+		return s.unlockWrites, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait to write: %w", ctx.Err())
+	}
 }
 
 func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
