@@ -29,6 +29,17 @@ type Config struct {
 	// held up by the rule that a time step is used once: give as many as
 	// there are module variants run at once.
 	Users []UserConfig `json:"users"`
+	// BackchannelClient and FrontchannelClient are the clients of the
+	// back- and front-channel logout plans: registered like Client, with
+	// a post-logout redirect URI and, respectively, backchannel_logout_uri
+	// RPURL+"/backchannel_logout" or a frontchannel_logout_uri, each with
+	// *_session_required true.
+	BackchannelClient  *Client `json:"backchannel_client,omitempty"`
+	FrontchannelClient *Client `json:"frontchannel_client,omitempty"`
+	// RPListen is the address the runner's relying-party server listens
+	// on (for back-channel logout requests), e.g. "0.0.0.0:9443" behind
+	// the URL registered as the back-channel client's logout URI.
+	RPListen string `json:"rp_listen,omitempty"`
 	// Parallel is how many module variants run at once (default 8).
 	Parallel int `json:"parallel,omitempty"`
 	// Insecure allows an http issuer (a loopback test deployment).
@@ -44,6 +55,8 @@ type Client struct {
 	RedirectURI string `json:"redirect_uri"`
 	// PostLogoutRedirectURI is registered in post_logout_redirect_uris.
 	PostLogoutRedirectURI string `json:"post_logout_redirect_uri,omitempty"`
+	// FrontchannelLogoutURI is the registered frontchannel_logout_uri.
+	FrontchannelLogoutURI string `json:"frontchannel_logout_uri,omitempty"`
 }
 
 // UserConfig is a person's credentials; TOTPSecret is the base32 seed of
@@ -111,11 +124,22 @@ func (c *Config) people() []*useragent.User {
 // redirect and post-logout redirect URIs.
 func (c *Config) stopPrefixes() []string {
 	var out []string
-	for _, cl := range []Client{c.Client, c.Client2, c.ClientSecretPost} {
+	for _, cl := range c.clients() {
 		for _, u := range []string{cl.RedirectURI, cl.PostLogoutRedirectURI} {
 			if u != "" {
 				out = append(out, origin(u))
 			}
+		}
+	}
+	return out
+}
+
+// clients lists every configured client.
+func (c *Config) clients() []Client {
+	out := []Client{c.Client, c.Client2, c.ClientSecretPost}
+	for _, cl := range []*Client{c.BackchannelClient, c.FrontchannelClient} {
+		if cl != nil {
+			out = append(out, *cl)
 		}
 	}
 	return out

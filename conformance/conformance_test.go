@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -22,13 +23,14 @@ var update = flag.Bool("update", false, "rewrite the results table in README.md"
 // Latchkey served over https, with the clients and users an operator would
 // create for the official suite. A FAIL fails the test.
 func TestPlans(t *testing.T) {
-	srv, cfg := setUp(t, latchkeytest.Options{TLS: true}, 48)
+	srv, cfg, ln := setUp(t, latchkeytest.Options{TLS: true}, 48)
 	var out lineWriter
 	out.t = t
 	r, err := conformance.New(context.Background(), cfg, srv.HTTPClient, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.RPListener = ln
 	results, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -49,13 +51,21 @@ func TestPlans(t *testing.T) {
 
 // setUp starts a Latchkey over https and registers what an operator
 // registers for the official suite: three clients and users with TOTP.
-func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Server, *conformance.Config) {
+func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Server, *conformance.Config, net.Listener) {
 	t.Helper()
 	srv := latchkeytest.Start(t, opts)
 	cfg := &conformance.Config{Issuer: srv.Issuer, Parallel: 12}
-	client := func(name, host, auth string) conformance.Client {
+	// The runner's relying-party server, where the provider delivers
+	// back-channel logout tokens.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	rpURL := "http://" + ln.Addr().String()
+	client := func(name, host, auth string, extra ...map[string]any) conformance.Client {
 		redirect, postLogout := "https://"+host+"/callback", "https://"+host+"/post_logout_redirect"
-		c := srv.CreateClient(map[string]any{
+		meta := map[string]any{
 			"client_name":                name,
 			"redirect_uris":              []string{redirect},
 			"post_logout_redirect_uris":  []string{postLogout},
@@ -63,12 +73,26 @@ func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Se
 			"grant_types":                []string{"authorization_code", "implicit", "refresh_token"},
 			"scope":                      "openid profile email address phone offline_access",
 			"token_endpoint_auth_method": auth,
-		})
-		return conformance.Client{ID: c.ID, Secret: c.Secret, RedirectURI: redirect, PostLogoutRedirectURI: postLogout}
+		}
+		for _, e := range extra {
+			for k, v := range e {
+				meta[k] = v
+			}
+		}
+		c := srv.CreateClient(meta)
+		fc, _ := meta["frontchannel_logout_uri"].(string)
+		return conformance.Client{ID: c.ID, Secret: c.Secret, RedirectURI: redirect, PostLogoutRedirectURI: postLogout, FrontchannelLogoutURI: fc}
 	}
 	cfg.Client = client("Conformance", "rp.conformance.test", "client_secret_basic")
 	cfg.Client2 = client("Conformance 2", "rp2.conformance.test", "client_secret_basic")
 	cfg.ClientSecretPost = client("Conformance post", "rp-post.conformance.test", "client_secret_post")
+	bc := client("Conformance back-channel", "rp-bc.conformance.test", "client_secret_basic", map[string]any{
+		"backchannel_logout_uri": rpURL + "/backchannel_logout", "backchannel_logout_session_required": true,
+	})
+	fc := client("Conformance front-channel", "rp-fc.conformance.test", "client_secret_basic", map[string]any{
+		"frontchannel_logout_uri": "https://rp-fc.conformance.test/frontchannel_logout", "frontchannel_logout_session_required": true,
+	})
+	cfg.BackchannelClient, cfg.FrontchannelClient = &bc, &fc
 	// One user with TOTP per run of modules, so that no run waits for a
 	// fresh time step.
 	for i := range users {
@@ -81,7 +105,7 @@ func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Se
 			TOTPSecret: base32.StdEncoding.EncodeToString(seed),
 		})
 	}
-	return srv, cfg
+	return srv, cfg, ln
 }
 
 // lineWriter logs the runner's lines as they come.

@@ -64,7 +64,7 @@ func TestRunnerCatchesFaults(t *testing.T) {
 					next.ServeHTTP(&headerRewriter{ResponseWriter: w, rewrite: func(h http.Header, status int) int { return tc.rewrite(r, h, status) }}, r)
 				})
 			}
-			srv, cfg := setUp(t, latchkeytest.Options{TLS: true, Wrap: wrap}, 2)
+			srv, cfg, _ := setUp(t, latchkeytest.Options{TLS: true, Wrap: wrap}, 2)
 			r, err := conformance.New(context.Background(), cfg, srv.HTTPClient, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -68,6 +68,11 @@ var moduleFuncs = map[string]func(*T){
 	"oidcc-rp-initiated-logout-no-params":                               moduleLogoutNoParams,
 	"oidcc-rp-initiated-logout-no-post-logout-redirect-uri":             moduleLogoutNoPostLogoutURI,
 	"oidcc-rp-initiated-logout-only-state":                              moduleLogoutOnlyState,
+	// Back- and front-channel logout (modules_channels.go).
+	"oidcc-backchannel-logout-discovery-endpoint-verification":  func(t *T) { moduleChannelDiscovery(t, "backchannel") },
+	"oidcc-backchannel-rp-initiated-logout":                     moduleBackchannelLogout,
+	"oidcc-frontchannel-logout-discovery-endpoint-verification": func(t *T) { moduleChannelDiscovery(t, "frontchannel") },
+	"oidcc-frontchannel-rp-initiated-logout":                    moduleFrontchannelLogout,
 }
 
 // s256 is the PKCE S256 code challenge of a verifier (RFC 7636 §4.2).

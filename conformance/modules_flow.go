@@ -98,6 +98,9 @@ func moduleNoNonceFails(t *T) {
 }
 
 // scopeClaims are the claims each scope asks for (OpenID Connect Core §5.4).
+// The provider has the same table; the runner restates the spec on
+// purpose, so that a mistake in the provider's table cannot pass its own
+// test.
 var scopeClaims = map[string][]string{
 	"profile": {"name", "family_name", "given_name", "middle_name", "nickname", "preferred_username",
 		"profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"},

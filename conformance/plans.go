@@ -10,35 +10,53 @@ const (
 	postAuth  = "client_secret_post"
 )
 
-// The basic plan's main module list (OIDCCBasicTestPlan, code flow).
-var basicModules = []string{
-	"oidcc-server", "oidcc-response-type-missing",
-	"oidcc-userinfo-get", "oidcc-userinfo-post-header", "oidcc-userinfo-post-body",
-	"oidcc-ensure-request-without-nonce-succeeds-for-code-flow",
-	"oidcc-scope-profile", "oidcc-scope-email", "oidcc-scope-address", "oidcc-scope-phone", "oidcc-scope-all",
-	"oidcc-alternate-happy-flow", "oidcc-display-page", "oidcc-display-popup",
-	"oidcc-prompt-login", "oidcc-prompt-none-not-logged-in", "oidcc-prompt-none-logged-in",
-	"oidcc-max-age-1", "oidcc-max-age-10000",
-	"oidcc-ensure-request-with-unknown-parameter-succeeds", "oidcc-id-token-hint", "oidcc-login-hint",
-	"oidcc-ui-locales", "oidcc-claims-locales", "oidcc-ensure-request-with-acr-values-succeeds",
-	"oidcc-codereuse", "oidcc-codereuse-30seconds", "oidcc-ensure-registered-redirect-uri",
-	"oidcc-ensure-post-request-succeeds",
+// Module groups that several plans run in the same order.
+var (
+	userinfoModules = []string{"oidcc-userinfo-get", "oidcc-userinfo-post-header", "oidcc-userinfo-post-body"}
+	scopeModules    = []string{"oidcc-scope-profile", "oidcc-scope-email", "oidcc-scope-address", "oidcc-scope-phone", "oidcc-scope-all"}
+	// requestModules vary the authorization request and the session.
+	requestModules = []string{
+		"oidcc-display-page", "oidcc-display-popup",
+		"oidcc-prompt-login", "oidcc-prompt-none-not-logged-in", "oidcc-prompt-none-logged-in",
+		"oidcc-max-age-1", "oidcc-max-age-10000",
+		"oidcc-ensure-request-with-unknown-parameter-succeeds", "oidcc-id-token-hint", "oidcc-login-hint",
+		"oidcc-ui-locales", "oidcc-claims-locales", "oidcc-ensure-request-with-acr-values-succeeds",
+	}
+	codeReuseModules = []string{"oidcc-codereuse", "oidcc-codereuse-30seconds"}
+	// requestObjectModules run after the client_secret_post module.
+	requestObjectModules = []string{
+		"oidcc-unsigned-request-object-supported-correctly-or-rejected-as-unsupported",
+		"oidcc-claims-essential", "oidcc-ensure-request-object-with-redirect-uri",
+	}
+)
+
+// modules joins module lists and names into one new list.
+func modules(parts ...any) []string {
+	var out []string
+	for _, p := range parts {
+		switch p := p.(type) {
+		case string:
+			out = append(out, p)
+		case []string:
+			out = append(out, p...)
+		}
+	}
+	return out
 }
 
-// The modules every flow plan runs after the client_secret_post one.
-var requestObjectModules = []string{
-	"oidcc-unsigned-request-object-supported-correctly-or-rejected-as-unsupported",
-	"oidcc-claims-essential", "oidcc-ensure-request-object-with-redirect-uri",
-}
+// basicModules is the basic plan's main module list (OIDCCBasicTestPlan).
+var basicModules = modules("oidcc-server", "oidcc-response-type-missing", userinfoModules,
+	"oidcc-ensure-request-without-nonce-succeeds-for-code-flow", scopeModules, "oidcc-alternate-happy-flow",
+	requestModules, codeReuseModules, "oidcc-ensure-registered-redirect-uri", "oidcc-ensure-post-request-succeeds")
 
 func basicPlan(plan, mode string) []run {
 	code := Variant{ResponseType: "code", ResponseMode: mode, ClientAuth: basicAuth}
 	post := code
 	post.ClientAuth = postAuth
 	return []run{
-		{plan, code, basicModules},
-		{plan, post, []string{"oidcc-server-client-secret-post"}},
-		{plan, code, append(append([]string{}, requestObjectModules...),
+		{plan: plan, variant: code, modules: basicModules},
+		{plan: plan, variant: post, modules: []string{"oidcc-server-client-secret-post"}},
+		{plan: plan, variant: code, modules: modules(requestObjectModules,
 			"oidcc-refresh-token", "oidcc-ensure-request-with-valid-pkce-succeeds")},
 	}
 }
@@ -47,22 +65,12 @@ func implicitPlan(plan, mode string) []run {
 	var runs []run
 	for _, rt := range []string{"id_token", "id_token token"} {
 		v := Variant{ResponseType: rt, ResponseMode: mode, ClientAuth: basicAuth}
-		modules := []string{
-			"oidcc-server", "oidcc-ensure-request-without-nonce-fails",
-			"oidcc-scope-profile", "oidcc-scope-email", "oidcc-scope-address", "oidcc-scope-phone", "oidcc-scope-all",
-			"oidcc-alternate-happy-flow", "oidcc-display-page", "oidcc-display-popup",
-			"oidcc-prompt-login", "oidcc-prompt-none-not-logged-in", "oidcc-prompt-none-logged-in",
-			"oidcc-max-age-1", "oidcc-max-age-10000",
-			"oidcc-ensure-request-with-unknown-parameter-succeeds", "oidcc-id-token-hint", "oidcc-login-hint",
-			"oidcc-ui-locales", "oidcc-claims-locales", "oidcc-ensure-request-with-acr-values-succeeds",
-			"oidcc-ensure-registered-redirect-uri",
-		}
-		modules = append(modules, requestObjectModules...)
+		list := modules("oidcc-server", "oidcc-ensure-request-without-nonce-fails", scopeModules,
+			"oidcc-alternate-happy-flow", requestModules, "oidcc-ensure-registered-redirect-uri", requestObjectModules)
 		if rt == "id_token token" {
-			modules = append(modules, "oidcc-userinfo-get", "oidcc-userinfo-post-header", "oidcc-userinfo-post-body",
-				"oidcc-response-type-missing")
+			list = modules(list, userinfoModules, "oidcc-response-type-missing")
 		}
-		runs = append(runs, run{plan, v, modules})
+		runs = append(runs, run{plan: plan, variant: v, modules: list})
 	}
 	return runs
 }
@@ -71,33 +79,25 @@ func hybridPlan(plan, mode string) []run {
 	var runs []run
 	for i, rt := range []string{"code id_token", "code token", "code id_token token"} {
 		v := Variant{ResponseType: rt, ResponseMode: mode, ClientAuth: basicAuth}
-		modules := []string{"oidcc-server"}
-		if i == 0 {
-			modules = append(modules, "oidcc-response-type-missing")
+		first := func(m string) []string {
+			if i == 0 {
+				return []string{m}
+			}
+			return nil
 		}
-		modules = append(modules, "oidcc-userinfo-get", "oidcc-userinfo-post-header", "oidcc-userinfo-post-body")
+		nonce := "oidcc-ensure-request-without-nonce-fails"
 		if rt == "code token" {
-			modules = append(modules, "oidcc-ensure-request-without-nonce-succeeds-for-code-flow")
-		} else {
-			modules = append(modules, "oidcc-ensure-request-without-nonce-fails")
+			nonce = "oidcc-ensure-request-without-nonce-succeeds-for-code-flow"
 		}
-		modules = append(modules, "oidcc-scope-profile", "oidcc-scope-email", "oidcc-scope-address", "oidcc-scope-phone", "oidcc-scope-all")
-		if i == 0 {
-			modules = append(modules, "oidcc-alternate-happy-flow")
-		}
-		modules = append(modules, "oidcc-display-page", "oidcc-display-popup",
-			"oidcc-prompt-login", "oidcc-prompt-none-not-logged-in", "oidcc-prompt-none-logged-in",
-			"oidcc-max-age-1", "oidcc-max-age-10000",
-			"oidcc-ensure-request-with-unknown-parameter-succeeds", "oidcc-id-token-hint", "oidcc-login-hint",
-			"oidcc-ui-locales", "oidcc-claims-locales", "oidcc-ensure-request-with-acr-values-succeeds",
-			"oidcc-codereuse", "oidcc-codereuse-30seconds", "oidcc-ensure-registered-redirect-uri")
 		post := v
 		post.ClientAuth = postAuth
-		last := append(append([]string{}, requestObjectModules...), "oidcc-refresh-token")
-		if i == 0 {
-			last = append(last, "oidcc-ensure-request-with-valid-pkce-succeeds")
-		}
-		runs = append(runs, run{plan, v, modules}, run{plan, post, []string{"oidcc-server-client-secret-post"}}, run{plan, v, last})
+		runs = append(runs,
+			run{plan: plan, variant: v, modules: modules("oidcc-server", first("oidcc-response-type-missing"), userinfoModules,
+				nonce, scopeModules, first("oidcc-alternate-happy-flow"), requestModules, codeReuseModules,
+				"oidcc-ensure-registered-redirect-uri")},
+			run{plan: plan, variant: post, modules: []string{"oidcc-server-client-secret-post"}},
+			run{plan: plan, variant: v, modules: modules(requestObjectModules, "oidcc-refresh-token",
+				first("oidcc-ensure-request-with-valid-pkce-succeeds"))})
 	}
 	return runs
 }
@@ -114,11 +114,21 @@ var logoutModules = []string{
 
 func logoutPlan(plan string) []run {
 	code := Variant{ResponseType: "code", ResponseMode: "default", ClientAuth: basicAuth}
-	runs := []run{{plan, code, []string{"oidcc-rp-initiated-logout-discovery-endpoint-verification"}}}
+	runs := []run{{plan: plan, variant: code, modules: []string{"oidcc-rp-initiated-logout-discovery-endpoint-verification"}}}
 	for _, m := range logoutModules {
-		runs = append(runs, run{plan, code, []string{m}})
+		runs = append(runs, run{plan: plan, variant: code, modules: []string{m}})
 	}
 	return runs
+}
+
+// channelLogoutPlan is the back- or front-channel logout plan: its
+// discovery check and its logout module, with that plan's client.
+func channelLogoutPlan(plan, channel string) []run {
+	code := Variant{ResponseType: "code", ResponseMode: "default", ClientAuth: basicAuth}
+	return []run{
+		{plan: plan, variant: code, modules: []string{"oidcc-" + channel + "-logout-discovery-endpoint-verification"}},
+		{plan: plan, variant: code, modules: []string{"oidcc-" + channel + "-rp-initiated-logout"}, client: channel},
+	}
 }
 
 // testPlans are the plans the runner knows, by the suite's names.
@@ -129,10 +139,14 @@ var testPlans = map[string][]run{
 	"oidcc-formpost-basic-certification-test-plan":    basicPlan("oidcc-formpost-basic-certification-test-plan", "form_post"),
 	"oidcc-formpost-implicit-certification-test-plan": implicitPlan("oidcc-formpost-implicit-certification-test-plan", "form_post"),
 	"oidcc-formpost-hybrid-certification-test-plan":   hybridPlan("oidcc-formpost-hybrid-certification-test-plan", "form_post"),
-	"oidcc-config-certification-test-plan": {{"oidcc-config-certification-test-plan",
-		Variant{ResponseType: "code", ResponseMode: "default", ClientAuth: basicAuth},
-		[]string{"oidcc-discovery-endpoint-verification"}}},
+	"oidcc-config-certification-test-plan": {{plan: "oidcc-config-certification-test-plan",
+		variant: Variant{ResponseType: "code", ResponseMode: "default", ClientAuth: basicAuth},
+		modules: []string{"oidcc-discovery-endpoint-verification"}}},
 	"oidcc-rp-initiated-logout-certification-test-plan": logoutPlan("oidcc-rp-initiated-logout-certification-test-plan"),
+	"oidcc-backchannel-rp-initiated-logout-certification-test-plan": channelLogoutPlan(
+		"oidcc-backchannel-rp-initiated-logout-certification-test-plan", "backchannel"),
+	"oidcc-frontchannel-rp-initiated-logout-certification-test-plan": channelLogoutPlan(
+		"oidcc-frontchannel-rp-initiated-logout-certification-test-plan", "frontchannel"),
 }
 
 // Plans lists the plan names the runner knows.

@@ -60,6 +60,8 @@ type T struct {
 	r      *Runner
 	module string
 	v      Variant
+	// role is the run's client when not the variant's (run.client).
+	role string
 	// ua is the tester's browser: modules of one run share it, so a
 	// module finds the session an earlier one left, as in the suite.
 	ua   *useragent.Agent
@@ -118,10 +120,24 @@ func (t *T) result(plan string) Result {
 	return res
 }
 
-// client returns the client of the variant's authentication method.
+// client returns the run's client: the back- or front-channel logout
+// client for those plans, else the client of the variant's
+// authentication method.
 func (t *T) client() Client {
-	if t.v.ClientAuth == "client_secret_post" {
-		return t.r.cfg.ClientSecretPost
+	var c *Client
+	switch t.role {
+	case "backchannel":
+		c = t.r.cfg.BackchannelClient
+	case "frontchannel":
+		c = t.r.cfg.FrontchannelClient
+	default:
+		if t.v.ClientAuth == "client_secret_post" {
+			return t.r.cfg.ClientSecretPost
+		}
+		return t.r.cfg.Client
 	}
-	return t.r.cfg.Client
+	if c == nil {
+		t.Skip("the configuration has no %s_client", t.role)
+	}
+	return *c
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -25,6 +26,10 @@ type Runner struct {
 	Out io.Writer
 	// Modules, when set, limits a run to the modules with these names.
 	Modules []string
+	// RPListener, when set, serves the runner's relying-party endpoints
+	// (otherwise Config.RPListen is listened on, if set).
+	RPListener net.Listener
+	rp         *rpServer
 
 	meta    *metadata
 	rawMeta map[string]any
@@ -151,6 +156,9 @@ type run struct {
 	plan    string
 	variant Variant
 	modules []string
+	// client names the configured client the modules use when it is not
+	// the variant's: "backchannel" or "frontchannel".
+	client string
 }
 
 // Run runs the named plans (all when none are named) and returns every
@@ -176,6 +184,16 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 			}
 			runs = append(runs, rn)
 		}
+	}
+	if r.RPListener == nil && r.cfg.RPListen != "" {
+		ln, err := net.Listen("tcp", r.cfg.RPListen)
+		if err != nil {
+			return nil, fmt.Errorf("relying-party listener: %w", err)
+		}
+		r.RPListener = ln
+	}
+	if r.RPListener != nil && r.rp == nil {
+		r.rp = startRPServer(ctx, r.RPListener)
 	}
 	results := make([][]Result, len(runs))
 	sem := make(chan struct{}, r.cfg.Parallel)
@@ -212,7 +230,7 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 // module's own stop into a failure, so one broken module cannot end the
 // whole run.
 func (r *Runner) runModule(ctx context.Context, rn run, module string, ua *useragent.Agent, user *useragent.User) (res Result) {
-	t := &T{ctx: ctx, r: r, module: module, v: rn.variant, ua: ua, user: user}
+	t := &T{ctx: ctx, r: r, module: module, v: rn.variant, role: rn.client, ua: ua, user: user}
 	defer func() {
 		if p := recover(); p != nil {
 			if _, ok := p.(stopModule); !ok {

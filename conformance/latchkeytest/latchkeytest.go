@@ -15,10 +15,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +84,13 @@ func Start(t testing.TB, opts Options) *Server {
 		// Cheap argon2id parameters: the tests sign in hundreds of times.
 		hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1},
 	}
+	// Errors of the provider and the login app go to the test log: a
+	// server error in a test is a bug to see.
+	tl := &testLog{t: t}
+	t.Cleanup(tl.stop)
+	log := slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelError}))
 	pcfg := provider.Config{
+		Log:          log,
 		Issuer:       s.Issuer,
 		AdminToken:   AdminToken,
 		SystemSecret: storetest.TestSecret,
@@ -115,6 +124,7 @@ func Start(t testing.TB, opts Options) *Server {
 		Mail:       &mail.Outbox{Path: filepath.Join(t.TempDir(), "outbox.jsonl")},
 		Passwords:  s.hasher,
 		Registerer: prometheus.NewRegistry(),
+		Log:        log,
 	}
 	if opts.Login != nil {
 		opts.Login(&lcfg)
@@ -211,6 +221,28 @@ func (s *Server) Admin(method, path string, in any, wantStatus int, out any) {
 			s.t.Fatalf("%s %s: %v: %s", method, path, err, data)
 		}
 	}
+}
+
+// testLog writes log lines to the test's log while the test runs.
+type testLog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testLog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
 }
 
 // String names the server for logs.

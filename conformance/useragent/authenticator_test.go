@@ -33,3 +33,20 @@ func TestAuthenticatorNeverRepeatsAStep(t *testing.T) {
 		t.Errorf("slept %v before the fourth code, want up to one period", slept)
 	}
 }
+
+// TestAuthenticatorAvoidsTheStepAboutToExpire does not offer the previous
+// step in the last seconds of a step, when the login app may already be
+// in the next step by the time the code arrives.
+func TestAuthenticatorAvoidsTheStepAboutToExpire(t *testing.T) {
+	now := time.Unix(1_700_000_010+28, 0) // two seconds before a step ends
+	a := NewAuthenticator([]byte("0123456789abcdefghij"))
+	a.now = func() time.Time { return now }
+	code, err := a.Code(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := totp.Code(a.secret, now)
+	if code != want {
+		t.Errorf("code %s, want the current step's %s", code, want)
+	}
+}

@@ -32,6 +32,11 @@ type Authenticator struct {
 	last int64
 }
 
+// stepMargin is how long before the end of a time step the authenticator
+// stops offering the step before it: time for the code to reach the login
+// app.
+const stepMargin = 5 * time.Second
+
 // NewAuthenticator returns an authenticator for a raw TOTP seed.
 func NewAuthenticator(secret []byte) *Authenticator {
 	return &Authenticator{secret: secret, now: time.Now, sleep: sleepCtx}
@@ -55,15 +60,22 @@ func (a *Authenticator) Code(ctx context.Context) (string, error) {
 	for {
 		now := a.now()
 		cur := totp.Step(now)
-		for step := cur - 1; step <= cur+1; step++ {
+		// The previous step stops being accepted when the clock enters
+		// the next one: use it only when that is not about to happen
+		// before the login app checks the code.
+		nextStep := time.Unix((cur+1)*int64(totp.Period/time.Second), 0)
+		first := cur - 1
+		if nextStep.Sub(now) < stepMargin {
+			first = cur
+		}
+		for step := first; step <= cur+1; step++ {
 			if step > a.last {
 				a.last = step
 				return totp.Code(a.secret, time.Unix(step*int64(totp.Period/time.Second), 0))
 			}
 		}
 		// Every step in the window is used: wait for the next one.
-		next := time.Unix((cur+1)*int64(totp.Period/time.Second), 0)
-		if err := a.sleep(ctx, next.Sub(now)+10*time.Millisecond); err != nil {
+		if err := a.sleep(ctx, nextStep.Sub(now)+10*time.Millisecond); err != nil {
 			return "", err
 		}
 	}

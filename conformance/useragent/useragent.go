@@ -71,6 +71,20 @@ func (a *Agent) Get(ctx context.Context, u string) (*Page, error) {
 	return a.Do(req)
 }
 
+// Navigate goes to u as a page's link or refresh does: a URL under a Stop
+// prefix is not loaded, the agent stops there as at a redirect.
+func (a *Agent) Navigate(ctx context.Context, u string) (*Page, error) {
+	if a.stopsAt(u) {
+		target, err := url.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("navigate to %q: %w", u, err)
+		}
+		a.Page = &Page{URL: target, Status: http.StatusSeeOther, Header: http.Header{}, Redirect: true}
+		return a.Page, nil
+	}
+	return a.Get(ctx, u)
+}
+
 // PostForm posts fields to action as a browser submits a form.
 func (a *Agent) PostForm(ctx context.Context, action string, fields url.Values) (*Page, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, action, strings.NewReader(fields.Encode()))
@@ -244,3 +258,47 @@ func (a *Agent) Cookies(u *url.URL) []*http.Cookie { return a.client.Jar.Cookies
 
 // ForgetCookies empties the cookie jar, as closing a private window does.
 func (a *Agent) ForgetCookies() { a.client.Jar, _ = cookiejar.New(nil) }
+
+var (
+	iframeRe = regexp.MustCompile(`(?is)<iframe\b[^>]*>`)
+	metaRe   = regexp.MustCompile(`(?is)<meta\b[^>]*>`)
+	anchorRe = regexp.MustCompile(`(?is)<a\b[^>]*>`)
+)
+
+// Frames returns the absolute URLs of the page's iframes, which a browser
+// would load.
+func (p *Page) Frames() []string { return p.urls(iframeRe, "src") }
+
+// Links returns the absolute URLs of the page's links.
+func (p *Page) Links() []string { return p.urls(anchorRe, "href") }
+
+func (p *Page) urls(tag *regexp.Regexp, attr string) []string {
+	var out []string
+	for _, t := range tag.FindAllString(p.Body, -1) {
+		if v := Attributes(t)[attr]; v != "" {
+			if u, err := p.URL.Parse(v); err == nil {
+				out = append(out, u.String())
+			}
+		}
+	}
+	return out
+}
+
+// Refresh returns the URL of the page's <meta http-equiv="refresh">, if
+// it has one.
+func (p *Page) Refresh() string {
+	for _, t := range metaRe.FindAllString(p.Body, -1) {
+		a := Attributes(t)
+		if !strings.EqualFold(a["http-equiv"], "refresh") {
+			continue
+		}
+		_, target, ok := strings.Cut(a["content"], "=")
+		if !ok || !strings.Contains(strings.ToLower(a["content"]), "url") {
+			continue
+		}
+		if u, err := p.URL.Parse(strings.Trim(strings.TrimSpace(target), `'"`)); err == nil {
+			return u.String()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,90 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// rpServer is the runner's own web server, the part of a relying party the
+// provider calls: it receives back-channel logout requests (OpenID Connect
+// Back-Channel Logout 1.0 §2.5) at /backchannel_logout.
+type rpServer struct {
+	srv *http.Server
+
+	mu       sync.Mutex
+	received []backchannelRequest
+	arrived  chan struct{}
+}
+
+// backchannelRequest is one request the provider sent to the back-channel
+// logout URI.
+type backchannelRequest struct {
+	method, contentType string
+	form                url.Values
+	err                 error
+}
+
+// startRPServer serves on ln until ctx ends.
+func startRPServer(ctx context.Context, ln net.Listener) *rpServer {
+	s := &rpServer{arrived: make(chan struct{}, 1)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/backchannel_logout", s.backchannelLogout)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = s.srv.Close()
+	}()
+	return s
+}
+
+// backchannelLogout records the request and answers 200, as §2.8 asks of
+// a relying party that logged the session out.
+func (s *rpServer) backchannelLogout(w http.ResponseWriter, r *http.Request) {
+	req := backchannelRequest{method: r.Method, contentType: r.Header.Get("Content-Type")}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err == nil {
+		req.form, err = url.ParseQuery(string(body))
+	}
+	req.err = err
+	s.mu.Lock()
+	s.received = append(s.received, req)
+	s.mu.Unlock()
+	select {
+	case s.arrived <- struct{}{}:
+	default:
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// waitBackchannel waits for a logout request carrying a logout token whose
+// sid or sub matches, until the deadline.
+func (s *rpServer) waitBackchannel(ctx context.Context, match func(backchannelRequest) bool, timeout time.Duration) (backchannelRequest, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		for _, r := range s.received {
+			if match(r) {
+				s.mu.Unlock()
+				return r, nil
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return backchannelRequest{}, ctx.Err()
+		case <-deadline.C:
+			return backchannelRequest{}, errors.New("no back-channel logout request arrived")
+		case <-s.arrived:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
