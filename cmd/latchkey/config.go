@@ -291,6 +291,21 @@ func (s *settings) openStore(ctx context.Context, opts store.Options, migrate bo
 	return st, nil
 }
 
+// openSealedStore opens (and migrates) the store with the system secrets,
+// for the commands that read what the store seals with them (signing
+// keys, TOTP seeds), and returns the secrets too.
+func (s *settings) openSealedStore(ctx context.Context, log *slog.Logger) (*store.Store, []byte, [][]byte, error) {
+	secret, old, err := s.systemSecrets(log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := s.openStore(ctx, store.Options{SystemSecret: secret, OldSystemSecrets: old}, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return st, secret, old, nil
+}
+
 // Files the server keeps in the data directory.
 const (
 	systemSecretFile = "system-secret"

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/latchkey-oidc/latchkey/provider"
-	"github.com/latchkey-oidc/latchkey/store"
 )
 
 const keysUsage = `Usage:
@@ -49,11 +48,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	secret, old, err := s.systemSecrets(log)
-	if err != nil {
-		return err
-	}
-	st, err := s.openStore(ctx, store.Options{SystemSecret: secret, OldSystemSecrets: old}, true)
+	st, secret, old, err := s.openSealedStore(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -115,11 +115,7 @@ func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Every command prints whether the user has TOTP, which takes opening
 	// the sealed seed: the store needs the system secret, as the server.
-	secret, old, err := s.systemSecrets(log)
-	if err != nil {
-		return err
-	}
-	st, err := s.openStore(ctx, store.Options{SystemSecret: secret, OldSystemSecrets: old}, true)
+	st, _, _, err := s.openSealedStore(ctx, log)
 	if err != nil {
 		return err
 	}
