@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/latchkey-oidc/latchkey/conformance/useragent"
@@ -33,7 +34,7 @@ func (t *T) configure() {
 		t.Check(k.IsPublic(), "CheckServerKeysIsValid", "key %q in the JWKS is not a public key", k.KeyID)
 	}
 	if len(m.TokenAuthMethods) > 0 {
-		t.Check(contains(m.TokenAuthMethods, t.v.ClientAuth), "EnsureServerConfigurationSupports"+authName(t.v.ClientAuth),
+		t.Check(slices.Contains(m.TokenAuthMethods, t.v.ClientAuth), "EnsureServerConfigurationSupports"+authName(t.v.ClientAuth),
 			"token_endpoint_auth_methods_supported %v lacks %s", m.TokenAuthMethods, t.v.ClientAuth)
 	} else {
 		t.Check(t.v.ClientAuth == "client_secret_basic", "EnsureServerConfigurationSupportsClientSecretPost",
@@ -135,6 +136,12 @@ func (t *T) sendWith(ua *useragent.Agent, req *authRequest, in useragent.Interac
 	if err != nil {
 		t.Fatal("CallAuthorizationEndpoint", "%v", err)
 	}
+	return t.walk(ua, in)
+}
+
+// walk answers the login app's pages from the browser's current page on
+// and reads where the browser stopped.
+func (t *T) walk(ua *useragent.Agent, in useragent.Interaction) *authResponse {
 	page, seen, err := ua.Continue(t.ctx, in)
 	if err != nil {
 		t.Fatal("LoginApp", "%v", err)
@@ -205,17 +212,17 @@ func (t *T) expectSuccess(req *authRequest, res *authResponse) *front {
 		"state %q, want %q", res.params.Get("state"), req.state)
 	rt := strings.Fields(req.params.Get("response_type"))
 	f := &front{code: res.params.Get("code"), accessToken: res.params.Get("access_token")}
-	if contains(rt, "code") && f.code == "" {
+	if slices.Contains(rt, "code") && f.code == "" {
 		t.Fatal("ExtractAuthorizationCodeFromAuthorizationResponse", "no code in the response")
 	}
-	if contains(rt, "token") {
+	if slices.Contains(rt, "token") {
 		if f.accessToken == "" {
 			t.Fatal("ExtractAccessTokenFromAuthorizationResponse", "no access_token in the response")
 		}
 		t.Check(strings.EqualFold(res.params.Get("token_type"), "Bearer"), "CheckTokenTypeIsBearer",
 			"token_type %q in the authorization response", res.params.Get("token_type"))
 	}
-	if contains(rt, "id_token") {
+	if slices.Contains(rt, "id_token") {
 		raw := res.params.Get("id_token")
 		if raw == "" {
 			t.Fatal("ExtractIdTokenFromAuthorizationResponse", "no id_token in the response")

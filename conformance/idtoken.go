@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"hash"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ func (t *T) validateIDToken(raw, clientID, nonce, where string) *idToken {
 	now := time.Now()
 	const skew = 5 * time.Minute
 	t.Check(c.str("iss") == t.r.meta.Issuer, "ValidateIdToken", "%s ID token iss %q, want the issuer %q", where, c["iss"], t.r.meta.Issuer)
-	t.Check(contains(c.audience(), clientID), "ValidateIdToken", "%s ID token aud %v does not contain the client_id %q", where, c["aud"], clientID)
+	t.Check(slices.Contains(c.audience(), clientID), "ValidateIdToken", "%s ID token aud %v does not contain the client_id %q", where, c["aud"], clientID)
 	if exp, ok := c.time("exp"); !ok {
 		t.Fail("ValidateIdToken", "%s ID token has no numeric exp", where)
 	} else {
@@ -193,13 +194,4 @@ func (t *T) checkHash(tok *idToken, claim, value string, required bool, where st
 		return
 	}
 	t.Check(got == want, condition, "the %s's ID token %s is %v, want %s", where, claim, got, want)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

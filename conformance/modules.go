@@ -3,8 +3,6 @@ package conformance
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"net/url"
-	"sort"
 	"time"
 )
 
@@ -80,7 +78,3 @@ func s256(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
-
-func sortDesc(s []string) { sort.Sort(sort.Reverse(sort.StringSlice(s))) }
-
-func queryEscape(s string) string { return url.QueryEscape(s) }

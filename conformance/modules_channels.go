@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,12 +26,12 @@ const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
 // required for certification), end_session_endpoint present, https.
 func moduleChannelDiscovery(t *T, channel string) {
 	_, doc := t.fetchDiscovery()
-	for _, name := range []string{channel + "_logout_supported", channel + "_logout_session_supported"} {
+	prefix := map[string]string{"backchannel": "Backchannel", "frontchannel": "Frontchannel"}[channel]
+	for name, condition := range map[string]string{
+		channel + "_logout_supported":         "CheckDiscEndpoint" + prefix + "LogoutSupported",
+		channel + "_logout_session_supported": "CheckDiscEndpoint" + prefix + "LogoutSessionSupported",
+	} {
 		v, _ := doc[name].(bool)
-		condition := "CheckDiscEndpoint" + map[string]string{"backchannel": "Backchannel", "frontchannel": "Frontchannel"}[channel] + "LogoutSupported"
-		if strings.Contains(name, "session") {
-			condition = strings.TrimSuffix(condition, "Supported") + "SessionSupported"
-		}
 		t.Check(v, condition, "%s is %v, want true", name, doc[name])
 	}
 	t.httpsURL(doc, "end_session_endpoint", "CheckDiscEndSessionEndpoint", true)
@@ -55,10 +56,9 @@ func moduleBackchannelLogout(t *T) {
 	res := t.endSession(url.Values{"id_token_hint": {idt.raw}, "post_logout_redirect_uri": {c.PostLogoutRedirectURI}, "state": {state}})
 	t.expectPostLogoutRedirect(res, state)
 
-	var lt *logoutToken
 	req, err := t.r.rp.waitBackchannel(t.ctx, func(r backchannelRequest) bool {
-		tok := t.r.peekLogoutToken(r.form.Get("logout_token"))
-		if tok == nil || !contains(tok.claims.audience(), c.ID) {
+		tok := peekLogoutToken(r.form.Get("logout_token"))
+		if tok == nil || !slices.Contains(tok.claims.audience(), c.ID) {
 			return false
 		}
 		if s := tok.claims.str("sid"); s != "" {
@@ -72,7 +72,7 @@ func moduleBackchannelLogout(t *T) {
 	t.Check(req.method == http.MethodPost, "ExtractLogoutTokenFromBackchannelLogoutRequest", "method %s, want POST", req.method)
 	mt, _, _ := mime.ParseMediaType(req.contentType)
 	t.Check(mt == "application/x-www-form-urlencoded", "ExtractLogoutTokenFromBackchannelLogoutRequest", "Content-Type %q", req.contentType)
-	lt = t.validateLogoutToken(req.form.Get("logout_token"), c.ID)
+	lt := t.validateLogoutToken(req.form.Get("logout_token"), c.ID)
 	if s := lt.claims.str("sid"); s != "" || sid != "" {
 		t.Check(s == sid, "CheckIdTokenSidMatchesLogoutToken", "logout token sid %q, ID token sid %q", s, sid)
 	}
@@ -90,7 +90,7 @@ type logoutToken struct {
 
 // peekLogoutToken decodes a logout token's claims without checking it,
 // to find the one for a session among the requests received.
-func (r *Runner) peekLogoutToken(raw string) *logoutToken {
+func peekLogoutToken(raw string) *logoutToken {
 	jws, err := jose.ParseSigned(raw, signingAlgs)
 	if err != nil {
 		return nil
@@ -129,7 +129,7 @@ func (t *T) validateLogoutToken(raw, clientID string) *logoutToken {
 	c := lt.claims
 	now := time.Now()
 	t.Check(c.str("iss") == t.r.meta.Issuer, "ValidateLogoutTokenClaims", "iss %q, want %q", c["iss"], t.r.meta.Issuer)
-	t.Check(contains(c.audience(), clientID), "ValidateLogoutTokenClaims", "aud %v lacks %s", c["aud"], clientID)
+	t.Check(slices.Contains(c.audience(), clientID), "ValidateLogoutTokenClaims", "aud %v lacks %s", c["aud"], clientID)
 	if iat, ok := c.time("iat"); t.Check(ok, "ValidateLogoutTokenClaims", "no numeric iat") {
 		t.Check(iat.Before(now.Add(5*time.Minute)) && iat.After(now.Add(-5*time.Minute)), "ValidateLogoutTokenClaims", "iat %s is not recent", iat)
 	}

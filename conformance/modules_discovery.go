@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -115,18 +116,18 @@ func moduleDiscovery(t *T) {
 	rts, _ := t.stringList(doc, "response_types_supported")
 	found := false
 	for _, rt := range rts {
-		found = found || contains(oidcResponseTypes, normalizeResponseType(rt))
+		found = found || slices.Contains(oidcResponseTypes, normalizeResponseType(rt))
 	}
 	t.Check(found, "OIDCCCheckDiscEndpointResponseTypesSupported", "response_types_supported %v has no OpenID Connect response type", rts)
 
 	subs, _ := t.stringList(doc, "subject_types_supported")
-	t.Check(contains(subs, "public") || contains(subs, "pairwise"), "CheckDiscEndpointSubjectTypesSupported",
+	t.Check(slices.Contains(subs, "public") || slices.Contains(subs, "pairwise"), "CheckDiscEndpointSubjectTypesSupported",
 		"subject_types_supported %v has neither public nor pairwise", subs)
 	for _, s := range subs {
 		t.Check(s == "public" || s == "pairwise", "CheckDiscEndpointSubjectTypesSupported", "unknown subject type %q", s)
 	}
 	algs, _ := t.stringList(doc, "id_token_signing_alg_values_supported")
-	t.Check(contains(algs, "RS256"), "OIDCCCheckDiscEndpointIdTokenSigningAlgValuesSupported", "id_token_signing_alg_values_supported %v lacks RS256", algs)
+	t.Check(slices.Contains(algs, "RS256"), "OIDCCCheckDiscEndpointIdTokenSigningAlgValuesSupported", "id_token_signing_alg_values_supported %v lacks RS256", algs)
 	t.stringList(doc, "userinfo_signing_alg_values_supported")
 
 	t.httpsURL(doc, "authorization_endpoint", "CheckDiscEndpointAuthorizationEndpoint", true)
@@ -149,7 +150,7 @@ func moduleDiscovery(t *T) {
 	if grants, present := t.stringList(doc, "grant_types_supported"); present {
 		t.Check(len(grants) > 0, "OIDCCCheckDiscEndpointGrantTypesSupported", "grant_types_supported is empty")
 	}
-	if scopes, present := t.stringList(doc, "scopes_supported"); !present || !contains(scopes, "openid") {
+	if scopes, present := t.stringList(doc, "scopes_supported"); !present || !slices.Contains(scopes, "openid") {
 		t.Warn("CheckDiscEndpointScopesSupportedContainsOpenId", "scopes_supported %v lacks openid", scopes)
 	} else {
 		for _, s := range scopes {
@@ -165,14 +166,14 @@ func moduleDiscovery(t *T) {
 	t.stringList(doc, "code_challenge_methods_supported")
 
 	for name := range doc {
-		if !contains(knownMetadata, name) {
+		if !slices.Contains(knownMetadata, name) {
 			t.Warn("CheckForUnexpectedParametersInServerMetadata", "unknown metadata %s", name)
 		}
 	}
 	if claims, _ := t.stringList(doc, "claims_supported"); len(claims) == 0 {
 		t.Warn("OIDCCCheckDiscEndpointClaimsSupported", "no claims_supported")
 	}
-	if ro, present := t.stringList(doc, "request_object_signing_alg_values_supported"); present && !contains(ro, "RS256") {
+	if ro, present := t.stringList(doc, "request_object_signing_alg_values_supported"); present && !slices.Contains(ro, "RS256") {
 		t.Warn("CheckDiscEndpointRequestObjectSigningAlgValuesSupportedIncludesRS256", "request_object_signing_alg_values_supported %v lacks RS256", ro)
 	}
 }
@@ -181,7 +182,7 @@ func moduleDiscovery(t *T) {
 // list does.
 func normalizeResponseType(rt string) string {
 	f := strings.Fields(rt)
-	has := func(s string) bool { return contains(f, s) }
+	has := func(s string) bool { return slices.Contains(f, s) }
 	var out []string
 	for _, s := range []string{"code", "id_token", "token"} {
 		if has(s) {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +115,7 @@ var scopeClaims = map[string][]string{
 // token is issued; missing claims only warn.
 func moduleScope(t *T, scopes ...string) {
 	for _, s := range scopes {
-		if !contains(t.r.meta.ScopesSupported, s) {
+		if !slices.Contains(t.r.meta.ScopesSupported, s) {
 			t.Skip("scopes_supported lacks %s (OIDCCCheckScopesSupportedContainScopeTest)", s)
 		}
 	}
@@ -141,7 +142,7 @@ func (t *T) checkScopeClaims(f *flowResult, scopes []string) {
 				"no claim of scope %s in the %s", s, where)
 		}
 	}
-	if contains(scopes, "email") && len(scopes) == 1 {
+	if slices.Contains(scopes, "email") && len(scopes) == 1 {
 		if _, ok := got["name"]; ok {
 			t.Warn("EnsureUserInfoDoesNotContainName", "the %s has name though only email was requested", where)
 		}
@@ -161,15 +162,13 @@ func moduleAlternateHappyFlow(t *T) {
 	for k := range req.params {
 		keys = append(keys, k)
 	}
-	sortDesc(keys)
-	var b strings.Builder
+	slices.Sort(keys)
+	slices.Reverse(keys)
+	pairs := make([]string, len(keys))
 	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(queryEscape(k) + "=" + queryEscape(req.params.Get(k)))
+		pairs[i] = url.QueryEscape(k) + "=" + url.QueryEscape(req.params.Get(k))
 	}
-	req.rawQuery = b.String()
+	req.rawQuery = strings.Join(pairs, "&")
 	t.checkScopeClaims(t.flow(req, useragent.Interaction{Remember: true}), []string{"email"})
 }
 
@@ -202,7 +201,7 @@ func moduleAcrValues(t *T) {
 	req := t.newAuthRequest()
 	req.params.Set("acr_values", strings.Join(values, " "))
 	f := t.flow(req, useragent.Interaction{Remember: true})
-	if acr := f.idToken.claims.str("acr"); !contains(values, acr) {
+	if acr := f.idToken.claims.str("acr"); !slices.Contains(values, acr) {
 		t.Warn("ValidateIdTokenACRClaimAgainstAcrValuesRequest", "acr %q is not among the requested %v", acr, values)
 	}
 }
@@ -304,15 +303,15 @@ func (t *T) sleep(d time.Duration) {
 // token, which must fail with invalid_grant. No refresh token skips.
 func moduleRefreshToken(t *T) {
 	req := t.newAuthRequest()
-	if contains(t.r.meta.ScopesSupported, "offline_access") {
+	if slices.Contains(t.r.meta.ScopesSupported, "offline_access") {
 		req.params.Set("scope", "openid offline_access")
-		if contains(t.r.meta.PromptValues, "consent") {
+		if slices.Contains(t.r.meta.PromptValues, "consent") {
 			req.params.Set("prompt", "consent")
 		}
 	}
 	f := t.flow(req, useragent.Interaction{Remember: true})
 	rt := f.tokens.refreshToken
-	advertised := contains(t.r.meta.GrantTypes, "refresh_token")
+	advertised := slices.Contains(t.r.meta.GrantTypes, "refresh_token")
 	if rt == "" {
 		if advertised {
 			t.Warn("EnsureServerConfigurationDoesNotSupportRefreshToken", "refresh_token is in grant_types_supported, but no refresh token was issued")

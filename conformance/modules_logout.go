@@ -37,11 +37,7 @@ func (t *T) endSession(params url.Values) *authResponse {
 	if _, err := t.ua.Get(t.ctx, u); err != nil {
 		t.Fatal("CallEndSessionEndpoint", "%v", err)
 	}
-	page, seen, err := t.ua.Continue(t.ctx, useragent.Interaction{User: t.user})
-	if err != nil {
-		t.Fatal("LoginApp", "%v", err)
-	}
-	return classify(page, seen, t.ua.Stop)
+	return t.walk(t.ua, useragent.Interaction{User: t.user})
 }
 
 // expectLoggedOut checks the session ended: a prompt=none request must

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"slices"
 
 	"github.com/latchkey-oidc/latchkey/conformance/useragent"
 )
@@ -36,7 +37,7 @@ func (t *T) requestObject(req *authRequest) {
 // skipUnlessUnsignedRequestObjects skips when the provider says it does
 // not take unsigned request objects.
 func (t *T) skipUnlessUnsignedRequestObjects() {
-	if algs := t.r.meta.RequestObjectAlgs; algs != nil && !contains(algs, "none") {
+	if algs := t.r.meta.RequestObjectAlgs; algs != nil && !slices.Contains(algs, "none") {
 		t.Skip("request_object_signing_alg_values_supported %v lacks none", algs)
 	}
 }

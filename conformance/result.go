@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/latchkey-oidc/latchkey/conformance/useragent"
 )
@@ -67,7 +66,6 @@ type T struct {
 	ua   *useragent.Agent
 	user *useragent.User
 
-	mu       sync.Mutex
 	failures []string
 	warnings []string
 	skipped  string
@@ -75,8 +73,6 @@ type T struct {
 
 // Fail records a failed FAILURE condition and goes on.
 func (t *T) Fail(condition, format string, args ...any) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.failures = append(t.failures, condition+": "+fmt.Sprintf(format, args...))
 }
 
@@ -88,8 +84,6 @@ func (t *T) Fatal(condition, format string, args ...any) {
 
 // Warn records a failed WARNING condition.
 func (t *T) Warn(condition, format string, args ...any) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.warnings = append(t.warnings, condition+": "+fmt.Sprintf(format, args...))
 }
 

@@ -84,7 +84,6 @@ func (s *rpServer) waitBackchannel(ctx context.Context, match func(backchannelRe
 		case <-deadline.C:
 			return backchannelRequest{}, errors.New("no back-channel logout request arrived")
 		case <-s.arrived:
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

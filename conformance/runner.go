@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -172,13 +173,8 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 		}
 		for _, rn := range p {
 			if len(r.Modules) > 0 {
-				var keep []string
-				for _, m := range rn.modules {
-					if contains(r.Modules, m) {
-						keep = append(keep, m)
-					}
-				}
-				if rn.modules = keep; len(keep) == 0 {
+				rn.modules = slices.DeleteFunc(slices.Clone(rn.modules), func(m string) bool { return !slices.Contains(r.Modules, m) })
+				if len(rn.modules) == 0 {
 					continue
 				}
 			}

@@ -171,11 +171,10 @@ func (s *Server) CreateUser(username, pw string, totpSecret []byte) *store.User 
 	return u
 }
 
-// Client is a registered client's credentials and metadata as stored.
+// Client is a registered client's credentials.
 type Client struct {
-	ID       string         `json:"client_id"`
-	Secret   string         `json:"client_secret"`
-	Metadata map[string]any `json:"-"`
+	ID     string
+	Secret string
 }
 
 // CreateClient registers a client through the admin API, as an operator
@@ -184,7 +183,7 @@ func (s *Server) CreateClient(meta map[string]any) Client {
 	s.t.Helper()
 	var out map[string]any
 	s.Admin(http.MethodPost, "/admin/clients", meta, http.StatusCreated, &out)
-	c := Client{Metadata: out}
+	var c Client
 	c.ID, _ = out["client_id"].(string)
 	c.Secret, _ = out["client_secret"].(string)
 	return c
