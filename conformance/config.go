@@ -40,10 +40,28 @@ type Config struct {
 	// on (for back-channel logout requests), e.g. "0.0.0.0:9443" behind
 	// the URL registered as the back-channel client's logout URI.
 	RPListen string `json:"rp_listen,omitempty"`
+	// RPURL is the runner's relying-party server as the provider reaches
+	// it (https; e.g. "https://rp.example.com:9443"), serving what the
+	// dynamic plan's clients register by reference: jwks_uri, request_uri
+	// and sector_identifier_uri documents.
+	RPURL string `json:"rp_url,omitempty"`
+	// RegistrationToken is the initial access token the runner presents
+	// at the registration endpoint, when the provider asks for one.
+	RegistrationToken string `json:"registration_token,omitempty"`
+	// RotateKeys, when set, is how oidcc-server-rotate-keys has the
+	// provider rotate its signing keys: a POST to URL with the bearer
+	// Token (Latchkey: the admin API's /admin/keys/rotate).
+	RotateKeys *RotateKeys `json:"rotate_keys,omitempty"`
 	// Parallel is how many module variants run at once (default 8).
 	Parallel int `json:"parallel,omitempty"`
 	// Insecure allows an http issuer (a loopback test deployment).
 	Insecure bool `json:"insecure,omitempty"`
+}
+
+// RotateKeys is the operator's key rotation hook.
+type RotateKeys struct {
+	URL   string `json:"url"`
+	Token string `json:"token"`
 }
 
 // Client is a registered client.
@@ -57,6 +75,9 @@ type Client struct {
 	PostLogoutRedirectURI string `json:"post_logout_redirect_uri,omitempty"`
 	// FrontchannelLogoutURI is the registered frontchannel_logout_uri.
 	FrontchannelLogoutURI string `json:"frontchannel_logout_uri,omitempty"`
+
+	// dynamic is set for a client the runner registered itself.
+	dynamic *dynamicClient
 }
 
 // UserConfig is a person's credentials; TOTPSecret is the base32 seed of
@@ -88,6 +109,11 @@ func (c *Config) validate() error {
 	for name, cl := range map[string]Client{"client": c.Client, "client2": c.Client2, "client_secret_post": c.ClientSecretPost} {
 		if cl.ID == "" || cl.Secret == "" || cl.RedirectURI == "" {
 			return fmt.Errorf("%s needs client_id, client_secret and redirect_uri", name)
+		}
+	}
+	if c.RPURL != "" {
+		if u, err := url.Parse(c.RPURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("rp_url %q must be an https URL", c.RPURL)
 		}
 	}
 	if len(c.Users) == 0 {
@@ -131,7 +157,7 @@ func (c *Config) stopPrefixes() []string {
 			}
 		}
 	}
-	return out
+	return append(out, origin(dynamicRedirectURI))
 }
 
 // clients lists every configured client.

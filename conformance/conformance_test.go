@@ -7,31 +7,44 @@ import (
 	"encoding/base32"
 	"flag"
 	"fmt"
-	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchkey-oidc/latchkey/conformance"
 	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
+	"github.com/latchkey-oidc/latchkey/provider"
 )
 
-var update = flag.Bool("update", false, "rewrite the results table in README.md")
+var (
+	update = flag.Bool("update", false, "rewrite the results table in README.md")
+	only   = flag.String("plans", "", "run only these plans (comma-separated), e.g. oidcc-dynamic-certification-test-plan")
+)
 
 // TestPlans runs every plan the runner knows against an in-process
 // Latchkey served over https, with the clients and users an operator would
 // create for the official suite. A FAIL fails the test.
 func TestPlans(t *testing.T) {
-	srv, cfg, ln := setUp(t, latchkeytest.Options{TLS: true}, 48)
+	srv, cfg, attach := setUp(t, latchkeytest.Options{TLS: true}, 48)
 	var out lineWriter
 	out.t = t
 	r, err := conformance.New(context.Background(), cfg, srv.HTTPClient, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.RPListener = ln
-	results, err := r.Run(context.Background())
+	attach(r)
+	var plans []string
+	if *only != "" {
+		if *update {
+			t.Fatal("-update rewrites the whole table: run every plan")
+		}
+		plans = strings.Split(*only, ",")
+	}
+	results, err := r.Run(context.Background(), plans...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,20 +62,48 @@ func TestPlans(t *testing.T) {
 	}
 }
 
+// registrationToken is the initial access token the provider asks of
+// registrants.
+const registrationToken = "conformance-initial-access-token"
+
 // setUp starts a Latchkey over https and registers what an operator
-// registers for the official suite: three clients and users with TOTP.
-func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Server, *conformance.Config, net.Listener) {
+// registers for the official suite: clients and users with TOTP. The
+// provider takes registrations with an initial access token and may
+// rotate its keys through the admin API. attach serves a runner's
+// relying-party endpoints on an https server the provider trusts, where
+// back-channel logout tokens go and registered clients keep their
+// documents.
+func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Server, *conformance.Config, func(*conformance.Runner)) {
 	t.Helper()
-	srv := latchkeytest.Start(t, opts)
-	cfg := &conformance.Config{Issuer: srv.Issuer, Parallel: 12}
-	// The runner's relying-party server, where the provider delivers
-	// back-channel logout tokens.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var rpHandler atomic.Pointer[http.Handler]
+	rp := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := rpHandler.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	rp.StartTLS()
+	t.Cleanup(rp.Close)
+	configure := opts.Provider
+	opts.Provider = func(c *provider.Config) {
+		c.RegistrationPolicy = provider.RegistrationToken
+		c.RegistrationTokens = []string{registrationToken}
+		// The test servers share httptest's certificate, which this
+		// client trusts: the provider reaches the runner's server.
+		c.HTTPClient = rp.Client()
+		if configure != nil {
+			configure(c)
+		}
 	}
-	t.Cleanup(func() { ln.Close() })
-	rpURL := "http://" + ln.Addr().String()
+	srv := latchkeytest.Start(t, opts)
+	cfg := &conformance.Config{Issuer: srv.Issuer, Parallel: 12, RPURL: rp.URL, RegistrationToken: registrationToken,
+		RotateKeys: &conformance.RotateKeys{URL: srv.AdminURL + "/admin/keys/rotate", Token: latchkeytest.AdminToken}}
+	attach := func(r *conformance.Runner) {
+		h := r.RPHandler()
+		rpHandler.Store(&h)
+	}
+	rpURL := rp.URL
 	client := func(name, host, auth string, extra ...map[string]any) conformance.Client {
 		redirect, postLogout := "https://"+host+"/callback", "https://"+host+"/post_logout_redirect"
 		meta := map[string]any{
@@ -105,7 +146,7 @@ func setUp(t *testing.T, opts latchkeytest.Options, users int) (*latchkeytest.Se
 			TOTPSecret: base32.StdEncoding.EncodeToString(seed),
 		})
 	}
-	return srv, cfg, ln
+	return srv, cfg, attach
 }
 
 // lineWriter logs the runner's lines as they come.

@@ -43,8 +43,11 @@ func (t *T) configure() {
 }
 
 func authName(method string) string {
-	if method == "client_secret_post" {
+	switch method {
+	case postAuth:
 		return "ClientSecretPost"
+	case privateKeyJWT:
+		return "PrivateKeyJwt"
 	}
 	return "ClientSecretBasic"
 }
@@ -334,16 +337,27 @@ type tokenResponse struct {
 // the method the configuration says c uses.
 func (t *T) tokenRequest(c Client, form url.Values) *tokenResponse {
 	form = cloneValues(form)
-	post := c.ID == t.r.cfg.ClientSecretPost.ID
-	if post {
+	method := basicAuth
+	switch {
+	case c.dynamic != nil:
+		method = c.dynamic.auth
+	case c.ID == t.r.cfg.ClientSecretPost.ID:
+		method = postAuth
+	}
+	switch method {
+	case postAuth:
 		form.Set("client_id", c.ID)
 		form.Set("client_secret", c.Secret)
+	case privateKeyJWT:
+		form.Set("client_id", c.ID)
+		form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+		form.Set("client_assertion", t.clientAssertion(c))
 	}
 	req, err := http.NewRequestWithContext(t.ctx, http.MethodPost, t.r.meta.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal("CallTokenEndpoint", "%v", err)
 	}
-	if !post {
+	if method == basicAuth {
 		// RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
 		req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret))
 	}

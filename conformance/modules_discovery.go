@@ -119,6 +119,13 @@ func moduleDiscovery(t *T) {
 		found = found || slices.Contains(oidcResponseTypes, normalizeResponseType(rt))
 	}
 	t.Check(found, "OIDCCCheckDiscEndpointResponseTypesSupported", "response_types_supported %v has no OpenID Connect response type", rts)
+	if t.v.Dynamic {
+		// The dynamic profile needs code, id_token and id_token token.
+		for _, want := range []string{"code", "id_token", "id_token token"} {
+			t.Check(slices.ContainsFunc(rts, func(rt string) bool { return normalizeResponseType(rt) == want }),
+				"OIDCCCheckDiscEndpointResponseTypesSupportedDynamic", "response_types_supported %v lacks %s", rts, want)
+		}
+	}
 
 	subs, _ := t.stringList(doc, "subject_types_supported")
 	t.Check(slices.Contains(subs, "public") || slices.Contains(subs, "pairwise"), "CheckDiscEndpointSubjectTypesSupported",
@@ -149,6 +156,11 @@ func moduleDiscovery(t *T) {
 
 	if grants, present := t.stringList(doc, "grant_types_supported"); present {
 		t.Check(len(grants) > 0, "OIDCCCheckDiscEndpointGrantTypesSupported", "grant_types_supported is empty")
+		if t.v.Dynamic {
+			for _, want := range []string{"authorization_code", "implicit"} {
+				t.Check(slices.Contains(grants, want), "OIDCCCheckDiscEndpointGrantTypesSupportedDynamic", "grant_types_supported %v lacks %s", grants, want)
+			}
+		}
 	}
 	if scopes, present := t.stringList(doc, "scopes_supported"); !present || !slices.Contains(scopes, "openid") {
 		t.Warn("CheckDiscEndpointScopesSupportedContainsOpenId", "scopes_supported %v lacks openid", scopes)

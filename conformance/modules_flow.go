@@ -302,6 +302,16 @@ func (t *T) sleep(d time.Duration) {
 // second later, then the first client presents a second client's refresh
 // token, which must fail with invalid_grant. No refresh token skips.
 func moduleRefreshToken(t *T) {
+	// A registered client asks for the refresh_token grant
+	// (AddRefreshTokenGrantTypeToDynamicRegistrationRequest).
+	withRefresh := func() *registration {
+		reg := t.newRegistration()
+		reg.addGrant("refresh_token")
+		return reg
+	}
+	if t.v.Dynamic {
+		t.useRegistered(withRefresh())
+	}
 	req := t.newAuthRequest()
 	if slices.Contains(t.r.meta.ScopesSupported, "offline_access") {
 		req.params.Set("scope", "openid offline_access")
@@ -337,7 +347,7 @@ func moduleRefreshToken(t *T) {
 	}
 
 	// The second client's refresh token is not the first client's to use.
-	req2 := t.authRequestFor(t.r.cfg.Client2)
+	req2 := t.authRequestFor(t.client2(withRefresh))
 	req2.params.Set("scope", req.params.Get("scope"))
 	if p := req.params.Get("prompt"); p != "" {
 		req2.params.Set("prompt", p)

@@ -1,13 +1,19 @@
 package conformance
 
+import (
+	"slices"
+	"strings"
+)
+
 // The OpenID Foundation's OP certification plans with static clients,
 // module by module, as the suite's *TestPlan classes list them
 // (../shared/notes/oidf-op-plans.md has the map). Each run is one
 // variant's modules in the suite's order; they share a browser.
 
 const (
-	basicAuth = "client_secret_basic"
-	postAuth  = "client_secret_post"
+	basicAuth     = "client_secret_basic"
+	postAuth      = "client_secret_post"
+	privateKeyJWT = "private_key_jwt"
 )
 
 // Module groups that several plans run in the same order.
@@ -53,12 +59,12 @@ func basicPlan(plan, mode string) []run {
 	code := Variant{ResponseType: "code", ResponseMode: mode, ClientAuth: basicAuth}
 	post := code
 	post.ClientAuth = postAuth
-	return []run{
+	return append([]run{
 		{plan: plan, variant: code, modules: basicModules},
 		{plan: plan, variant: post, modules: []string{"oidcc-server-client-secret-post"}},
 		{plan: plan, variant: code, modules: modules(requestObjectModules,
 			"oidcc-refresh-token", "oidcc-ensure-request-with-valid-pkce-succeeds")},
-	}
+	}, dynamicOnly(plan, mode, "code")...)
 }
 
 func implicitPlan(plan, mode string) []run {
@@ -72,7 +78,7 @@ func implicitPlan(plan, mode string) []run {
 		}
 		runs = append(runs, run{plan: plan, variant: v, modules: list})
 	}
-	return runs
+	return append(runs, dynamicOnly(plan, mode, "id_token", "id_token token")...)
 }
 
 func hybridPlan(plan, mode string) []run {
@@ -99,7 +105,7 @@ func hybridPlan(plan, mode string) []run {
 			run{plan: plan, variant: v, modules: modules(requestObjectModules, "oidcc-refresh-token",
 				first("oidcc-ensure-request-with-valid-pkce-succeeds"))})
 	}
-	return runs
+	return append(runs, dynamicOnly(plan, mode, "code id_token", "code token", "code id_token token")...)
 }
 
 // logoutModules are the RP-initiated logout plan's modules after its
@@ -131,6 +137,64 @@ func channelLogoutPlan(plan, channel string) []run {
 	}
 }
 
+// responseTypes are the six response types, in the suite's order.
+var responseTypes = []string{"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token"}
+
+// returnsIDTokenFront reports whether a response type returns an ID token
+// from the authorization endpoint.
+func returnsIDTokenFront(rt string) bool { return slices.Contains(strings.Fields(rt), "id_token") }
+
+// dynamicPlan is OIDCCDynamicTestPlan with each response type (the suite
+// lets the tester choose one): private_key_jwt, dynamic registration. The
+// discovery check and the server key rotation do not depend on the
+// response type and run once. oidcc-userinfo-rs256 needs an access token,
+// which response type id_token does not give.
+func dynamicPlan(plan string) []run {
+	once := Variant{ResponseType: "code", ResponseMode: "default", ClientAuth: privateKeyJWT, Dynamic: true}
+	runs := []run{
+		{plan: plan, variant: once, modules: []string{"oidcc-discovery-endpoint-verification"}},
+		{plan: plan, variant: once, modules: []string{"oidcc-server-rotate-keys"}},
+	}
+	for _, rt := range responseTypes {
+		v := once
+		v.ResponseType = rt
+		code := strings.Contains(rt, "code")
+		only := func(ok bool, m string) []string {
+			if ok {
+				return []string{m}
+			}
+			return nil
+		}
+		runs = append(runs,
+			run{plan: plan, variant: v, modules: modules("oidcc-idtoken-rs256", only(!returnsIDTokenFront(rt), "oidcc-idtoken-unsigned"),
+				only(rt != "id_token", "oidcc-userinfo-rs256"), "oidcc-ensure-redirect-uri-in-authorization-request", "oidcc-redirect-uri-query-OK",
+				"oidcc-redirect-uri-query-mismatch", "oidcc-redirect-uri-query-added", "oidcc-redirect-uri-regfrag")},
+			run{plan: plan, variant: v, modules: []string{"oidcc-server", "oidcc-registration-logo-uri", "oidcc-registration-policy-uri",
+				"oidcc-registration-tos-uri", "oidcc-registration-jwks-uri", "oidcc-registration-sector-uri", "oidcc-registration-sector-bad"}},
+			run{plan: plan, variant: v, modules: modules(only(code, "oidcc-refresh-token-rp-key-rotation"), "oidcc-request-uri-unsigned",
+				"oidcc-request-uri-signed-rs256", "oidcc-ensure-request-object-with-redirect-uri", only(code, "oidcc-refresh-token"),
+				"oidcc-ensure-client-assertion-with-iss-aud-succeeds")})
+	}
+	return runs
+}
+
+// dynamicOnly are the basic, implicit and hybrid plans' modules that apply
+// only with dynamic_client registration (@VariantNotApplicable static_client),
+// run with the plan's response types and client_secret_basic.
+func dynamicOnly(plan, mode string, rts ...string) []run {
+	var runs []run
+	for _, rt := range rts {
+		v := Variant{ResponseType: rt, ResponseMode: mode, ClientAuth: basicAuth, Dynamic: true}
+		list := []string{"oidcc-idtoken-signature"}
+		if !returnsIDTokenFront(rt) {
+			list = append(list, "oidcc-idtoken-unsigned")
+		}
+		list = append(list, "oidcc-request-uri-unsigned-supported-correctly-or-rejected-as-unsupported")
+		runs = append(runs, run{plan: plan, variant: v, modules: list})
+	}
+	return runs
+}
+
 // testPlans are the plans the runner knows, by the suite's names.
 var testPlans = map[string][]run{
 	"oidcc-basic-certification-test-plan":             basicPlan("oidcc-basic-certification-test-plan", "default"),
@@ -142,6 +206,7 @@ var testPlans = map[string][]run{
 	"oidcc-config-certification-test-plan": {{plan: "oidcc-config-certification-test-plan",
 		variant: Variant{ResponseType: "code", ResponseMode: "default", ClientAuth: basicAuth},
 		modules: []string{"oidcc-discovery-endpoint-verification"}}},
+	"oidcc-dynamic-certification-test-plan":             dynamicPlan("oidcc-dynamic-certification-test-plan"),
 	"oidcc-rp-initiated-logout-certification-test-plan": logoutPlan("oidcc-rp-initiated-logout-certification-test-plan"),
 	"oidcc-backchannel-rp-initiated-logout-certification-test-plan": channelLogoutPlan(
 		"oidcc-backchannel-rp-initiated-logout-certification-test-plan", "backchannel"),

@@ -24,11 +24,19 @@ const (
 type Variant struct {
 	ResponseType string // "code", "id_token", "code id_token", ...
 	ResponseMode string // "default" or "form_post"
-	ClientAuth   string // "client_secret_basic" or "client_secret_post"
+	ClientAuth   string // "client_secret_basic", "client_secret_post" or "private_key_jwt"
+	// Dynamic says the modules register their own clients
+	// (ClientRegistration dynamic_client) instead of using the
+	// configured ones (static_client).
+	Dynamic bool
 }
 
 func (v Variant) String() string {
-	return fmt.Sprintf("%s/%s/%s", strings.ReplaceAll(v.ResponseType, " ", "+"), v.ClientAuth, v.ResponseMode)
+	s := fmt.Sprintf("%s/%s/%s", strings.ReplaceAll(v.ResponseType, " ", "+"), v.ClientAuth, v.ResponseMode)
+	if v.Dynamic {
+		s += "/dynamic_client"
+	}
+	return s
 }
 
 // Result is one module variant's outcome.
@@ -65,6 +73,14 @@ type T struct {
 	// module finds the session an earlier one left, as in the suite.
 	ua   *useragent.Agent
 	user *useragent.User
+
+	// dyn is the client the module registered (dynamic variants).
+	dyn *Client
+	// cleanups run when the module ends (deleting registered clients).
+	cleanups []func()
+	// unsignedIDTokens accepts ID tokens with alg none (the client
+	// registered it); signedUserinfo expects userinfo as a JWT.
+	unsignedIDTokens, signedUserinfo bool
 
 	failures []string
 	warnings []string
@@ -114,10 +130,17 @@ func (t *T) result(plan string) Result {
 	return res
 }
 
-// client returns the run's client: the back- or front-channel logout
-// client for those plans, else the client of the variant's
-// authentication method.
+// client returns the run's client: in a dynamic variant the one the module
+// registered (the suite's standard registration unless the module made its
+// own first), else the back- or front-channel logout client for those
+// plans, else the client of the variant's authentication method.
 func (t *T) client() Client {
+	if t.v.Dynamic {
+		if t.dyn == nil {
+			t.useRegistered(t.newRegistration())
+		}
+		return *t.dyn
+	}
 	var c *Client
 	switch t.role {
 	case "backchannel":
@@ -134,4 +157,14 @@ func (t *T) client() Client {
 		t.Skip("the configuration has no %s_client", t.role)
 	}
 	return *c
+}
+
+// client2 returns a second client like the first (AbstractOIDCCMultipleClient):
+// the configured client2, or in a dynamic variant a second registration
+// made by reg.
+func (t *T) client2(reg func() *registration) Client {
+	if t.v.Dynamic {
+		return t.register(reg())
+	}
+	return t.r.cfg.Client2
 }

@@ -13,13 +13,22 @@ import (
 
 // rpServer is the runner's own web server, the part of a relying party the
 // provider calls: it receives back-channel logout requests (OpenID Connect
-// Back-Channel Logout 1.0 §2.5) at /backchannel_logout.
+// Back-Channel Logout 1.0 §2.5) at /backchannel_logout and serves the
+// documents registered clients point at (jwks_uri, request_uri,
+// sector_identifier_uri) under /doc/.
 type rpServer struct {
-	srv *http.Server
+	mux *http.ServeMux
 
 	mu       sync.Mutex
 	received []backchannelRequest
 	arrived  chan struct{}
+	docs     map[string]document
+}
+
+// document is something the runner serves.
+type document struct {
+	contentType string
+	body        []byte
 }
 
 // backchannelRequest is one request the provider sent to the back-channel
@@ -30,18 +39,41 @@ type backchannelRequest struct {
 	err                 error
 }
 
-// startRPServer serves on ln until ctx ends.
-func startRPServer(ctx context.Context, ln net.Listener) *rpServer {
-	s := &rpServer{arrived: make(chan struct{}, 1)}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/backchannel_logout", s.backchannelLogout)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.srv.Serve(ln) }()
+func newRPServer() *rpServer {
+	s := &rpServer{arrived: make(chan struct{}, 1), docs: map[string]document{}, mux: http.NewServeMux()}
+	s.mux.HandleFunc("/backchannel_logout", s.backchannelLogout)
+	s.mux.HandleFunc("GET /doc/{id}", s.document)
+	return s
+}
+
+// serve serves on ln until ctx ends.
+func (s *rpServer) serve(ctx context.Context, ln net.Listener) {
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
 	go func() {
 		<-ctx.Done()
-		_ = s.srv.Close()
+		_ = srv.Close()
 	}()
-	return s
+}
+
+// publish serves body at path, replacing what was there.
+func (s *rpServer) publish(path, contentType string, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.docs[path] = document{contentType: contentType, body: body}
+}
+
+func (s *rpServer) document(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	d, ok := s.docs[r.URL.Path]
+	s.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", d.contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(d.body)
 }
 
 // backchannelLogout records the request and answers 200, as §2.8 asks of

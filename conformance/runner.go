@@ -69,7 +69,7 @@ func New(ctx context.Context, cfg *Config, client *http.Client, out io.Writer) (
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	r := &Runner{cfg: cfg, http: client, people: cfg.people(), Out: out}
+	r := &Runner{cfg: cfg, http: client, people: cfg.people(), Out: out, rp: newRPServer()}
 	discovery := strings.TrimSuffix(cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	status, _, body, err := r.get(ctx, discovery)
 	if err != nil {
@@ -89,6 +89,11 @@ func New(ctx context.Context, cfg *Config, client *http.Client, out io.Writer) (
 	}
 	return r, nil
 }
+
+// RPHandler serves the runner's relying-party endpoints, for a caller
+// that runs the server itself (a test's TLS server) instead of setting
+// RPListener.
+func (r *Runner) RPHandler() http.Handler { return r.rp.mux }
 
 // get fetches a URL as the relying party does.
 func (r *Runner) get(ctx context.Context, u string) (int, http.Header, []byte, error) {
@@ -188,8 +193,8 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 		}
 		r.RPListener = ln
 	}
-	if r.RPListener != nil && r.rp == nil {
-		r.rp = startRPServer(ctx, r.RPListener)
+	if r.RPListener != nil {
+		r.rp.serve(ctx, r.RPListener)
 	}
 	results := make([][]Result, len(runs))
 	sem := make(chan struct{}, r.cfg.Parallel)
@@ -232,6 +237,9 @@ func (r *Runner) runModule(ctx context.Context, rn run, module string, ua *usera
 			if _, ok := p.(stopModule); !ok {
 				t.Fail("Runner", "the module panicked: %v", p)
 			}
+		}
+		for _, f := range t.cleanups {
+			f()
 		}
 		res = t.result(rn.plan)
 	}()

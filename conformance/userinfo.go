@@ -49,6 +49,9 @@ func (t *T) expectUserinfo(accessToken, how string, idt *idToken) claims {
 	if status != http.StatusOK {
 		t.Fatal("EnsureHttpStatusCodeIs200", "userinfo (%s) answered %d: %.200s", how, status, body)
 	}
+	if t.signedUserinfo {
+		return t.expectSignedUserinfo(header, body, idt)
+	}
 	t.checkJSON("EnsureContentTypeJson", header)
 	var c claims
 	if err := json.Unmarshal(body, &c); err != nil {

@@ -92,6 +92,8 @@ type Interaction struct {
 	Stay bool
 	// UserCode is typed into the device page when it is empty.
 	UserCode string
+	// Look, when set, sees each login app page before it is answered.
+	Look func(*Page)
 }
 
 // Seen records which login app pages a walk answered.
@@ -126,6 +128,9 @@ func (a *Agent) Continue(ctx context.Context, in Interaction) (*Page, Seen, erro
 		p := a.Page
 		if p == nil || p.Redirect {
 			return p, seen, nil
+		}
+		if in.Look != nil {
+			in.Look(p)
 		}
 		var err error
 		switch {
