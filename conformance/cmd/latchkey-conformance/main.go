@@ -43,6 +43,9 @@ func run(ctx context.Context, configPath string, plans, modules []string) error 
 	if err != nil {
 		return err
 	}
+	if cfg.RPURL != "" && cfg.RPListen == "" {
+		return fmt.Errorf("%s: rp_url needs rp_listen, the address the runner's server listens on behind it", configPath)
+	}
 	r, err := conformance.New(ctx, cfg, nil, os.Stdout)
 	if err != nil {
 		return err
