@@ -604,14 +604,27 @@ func (r *ClientRegistrar) checkRedirectURI(raw string, nativeSchemes bool) error
 }
 
 // checkAlgs checks the signing algorithms a client asks for: ID tokens and
-// userinfo are signed with the provider's own keys.
+// userinfo are signed with the provider's own keys. ID tokens may also be
+// unsigned ("none") for a client that gets them only from the token
+// endpoint; it runs after checkGrants, so response_types has its default.
 func (r *ClientRegistrar) checkAlgs(c *store.Client) error {
-	for _, f := range []struct{ name, value string }{
-		{"id_token_signed_response_alg", c.IDTokenSignedResponseAlg},
-		{"userinfo_signed_response_alg", c.UserinfoSignedResponseAlg},
+	for _, f := range []struct {
+		name, value string
+		allowed     []string
+	}{
+		{"id_token_signed_response_alg", c.IDTokenSignedResponseAlg, slices.Concat(r.algs, []string{algNone})},
+		{"userinfo_signed_response_alg", c.UserinfoSignedResponseAlg, r.algs},
 	} {
-		if f.value != "" && !slices.Contains(r.algs, f.value) {
-			return invalidMetadata("%s must be one of %s", f.name, strings.Join(r.algs, ", "))
+		if f.value != "" && !slices.Contains(f.allowed, f.value) {
+			return invalidMetadata("%s must be one of %s", f.name, strings.Join(f.allowed, ", "))
+		}
+	}
+	if c.IDTokenSignedResponseAlg == algNone {
+		for _, rt := range c.ResponseTypes {
+			if slices.Contains(strings.Fields(rt), "id_token") {
+				return invalidMetadata("id_token_signed_response_alg none is allowed only for clients whose response types return no ID token "+
+					"from the authorization endpoint (OpenID Connect Core §2, Registration §2), such as code; response type %q does", rt)
+			}
 		}
 	}
 	if a := c.RequestObjectSigningAlg; a != "" && !slices.Contains(requestObjectAlgs, a) {
@@ -638,8 +651,12 @@ func checkScopesAndRest(c *store.Client) error {
 	c.Scope = strings.Join(scopes, " ")
 	switch c.SubjectType {
 	case "", "public":
+	case subjectPairwise:
+		if _, err := sectorHost(c); err != nil {
+			return invalidMetadata("subject_type pairwise: %v", err)
+		}
 	default:
-		return invalidMetadata("subject_type must be public")
+		return invalidMetadata("subject_type must be public or pairwise")
 	}
 	if c.DefaultMaxAge < 0 {
 		return invalidMetadata("default_max_age must not be negative")

@@ -100,6 +100,8 @@ func TestAdminRequiresToken(t *testing.T) {
 			{http.MethodGet, "/admin/keys"},
 			{http.MethodPost, "/admin/keys/rotate"},
 			{http.MethodDelete, "/admin/subjects/alice/tokens"},
+			{http.MethodGet, "/admin/subjects/alice/sessions"},
+			{http.MethodDelete, "/admin/subjects/alice/sessions/some-sid"},
 		} {
 			a := adminCallAs(t, e, auth, route.method, route.path, `{"redirect_uris":["https://rp.example.test/cb"]}`)
 			if a.Status != http.StatusUnauthorized || a.Header.Get("WWW-Authenticate") == "" {
@@ -328,10 +330,14 @@ func TestAdminClientInvalidMetadata(t *testing.T) {
 		{"private jwk", `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[` + privKey + `]}}`, "invalid_client_metadata"},
 		{"http jwks_uri", `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"http://rp.example.test/jwks"}`, "invalid_client_metadata"},
 		{"unknown id token alg", `{"redirect_uris":["https://rp.example.test/cb"],"id_token_signed_response_alg":"HS256"}`, "invalid_client_metadata"},
-		{"none id token alg", `{"redirect_uris":["https://rp.example.test/cb"],"id_token_signed_response_alg":"none"}`, "invalid_client_metadata"},
+		{"none id token alg with code id_token", `{"redirect_uris":["https://rp.example.test/cb"],"grant_types":["authorization_code","implicit"],"response_types":["code","code id_token"],"id_token_signed_response_alg":"none"}`, "invalid_client_metadata"},
+		{"none id token alg with id_token", `{"redirect_uris":["https://rp.example.test/cb"],"grant_types":["implicit"],"response_types":["id_token"],"id_token_signed_response_alg":"none"}`, "invalid_client_metadata"},
+		{"none userinfo alg", `{"redirect_uris":["https://rp.example.test/cb"],"userinfo_signed_response_alg":"none"}`, "invalid_client_metadata"},
 		{"unknown userinfo alg", `{"redirect_uris":["https://rp.example.test/cb"],"userinfo_signed_response_alg":"PS256"}`, "invalid_client_metadata"},
 		{"bad scope", `{"redirect_uris":["https://rp.example.test/cb"],"scope":"openid \"quoted\""}`, "invalid_client_metadata"},
-		{"pairwise", `{"redirect_uris":["https://rp.example.test/cb"],"subject_type":"pairwise"}`, "invalid_client_metadata"},
+		{"unknown subject_type", `{"redirect_uris":["https://rp.example.test/cb"],"subject_type":"foo"}`, "invalid_client_metadata"},
+		{"pairwise over two hosts", `{"redirect_uris":["https://rp.example.test/cb","https://other.example.test/cb"],"subject_type":"pairwise"}`, "invalid_client_metadata"},
+		{"pairwise without redirect_uris", `{"grant_types":["client_credentials"],"subject_type":"pairwise"}`, "invalid_client_metadata"},
 		{"rotate on create", `{"grant_types":["client_credentials"],"latchkey_rotate_secret":true}`, "invalid_client_metadata"},
 	}
 	for _, tc := range tests {
@@ -359,8 +365,10 @@ func TestAdminClientInvalidMetadata(t *testing.T) {
 	ok := []string{
 		`{"redirect_uris":["http://127.0.0.1:5000/cb","http://localhost/cb","http://[::1]:8000/cb","com.example.app:/oauth2redirect"],"token_endpoint_auth_method":"none"}`,
 		`{"redirect_uris":["https://rp.example.test/cb"],"id_token_signed_response_alg":"ES256","userinfo_signed_response_alg":"EdDSA"}`,
+		`{"redirect_uris":["https://rp.example.test/cb"],"id_token_signed_response_alg":"none"}`,
 		`{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[` + key + `]}}`,
 		`{"grant_types":["implicit"],"response_types":["token id_token"],"redirect_uris":["https://rp.example.test/cb"]}`,
+		`{"redirect_uris":["https://rp.example.test/cb","https://RP.example.test:8443/cb2"],"subject_type":"pairwise"}`,
 	}
 	for _, body := range ok {
 		if a := adminCall(t, e, http.MethodPost, "/admin/clients", body); a.Status != http.StatusCreated {

@@ -169,7 +169,12 @@ func (p *Provider) loginNeeded(ctx context.Context, ar fosite.AuthorizeRequester
 		if err != nil {
 			return "The id_token_hint is not an ID token this provider issued."
 		}
-		if sub, _ := claims["sub"].(string); sub != ls.Subject {
+		hc, err := p.hintClientOf(ctx, claims, client)
+		if err != nil {
+			p.log.ErrorContext(ctx, "authorize: load the client of id_token_hint", "err", err)
+			return "The id_token_hint could not be checked."
+		}
+		if !p.hintNames(claims, hc, ls.Subject) {
 			return "The signed-in user is not the one id_token_hint names."
 		}
 	}
@@ -434,7 +439,9 @@ func (p *Provider) userSession(fl *flow, client *store.Client, form url.Values, 
 	sess.Subject = fl.Subject
 	sess.SID = fl.SID
 	c := sess.Claims
-	c.Subject = fl.Subject
+	// The ID token names the user as this client knows them; everything
+	// filed by subject (sess.Subject) keeps the internal one.
+	c.Subject = p.subjectFor(client, fl.Subject)
 	c.AuthTime = fl.AuthTime
 	c.RequestedAt = fl.RequestedAt
 	c.AuthenticationContextClassReference = fl.ACR
@@ -457,8 +464,9 @@ func (p *Provider) userSession(fl *flow, client *store.Client, form url.Values, 
 	c.Extra["azp"] = client.ID
 	sess.Userinfo = userinfo
 	sess.AccessClaims = ca.Session.AccessToken
+	// "none" reaches only the token endpoint's ID tokens (idTokenSigner).
 	alg := client.IDTokenSignedResponseAlg
-	if alg == "" || !slices.Contains(p.keys.Algs(), alg) {
+	if alg != algNone && (alg == "" || !slices.Contains(p.keys.Algs(), alg)) {
 		alg = p.keys.DefaultAlg()
 	}
 	sess.Headers.Add("alg", keys.HeaderAlg(alg))

@@ -271,7 +271,8 @@ func (p *Provider) logoutToken(ctx context.Context, c *store.Client, l *store.Ba
 		claims["sid"] = l.SID
 	}
 	if l.Subject != "" {
-		claims["sub"] = l.Subject
+		// The queue keeps the internal subject; each client gets its own.
+		claims["sub"] = p.subjectFor(c, l.Subject)
 	}
 	alg := c.IDTokenSignedResponseAlg
 	if !slices.Contains(p.keys.Algs(), alg) {

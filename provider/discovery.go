@@ -67,6 +67,9 @@ var requestObjectAlgs = append(append([]string{}, clientAssertionAlgs...), "none
 // discoveryMetadata builds the discovery document from the configuration.
 func (p *Provider) discoveryMetadata(r *http.Request) discoveryDocument {
 	algs := p.keys.Algs()
+	// ID tokens may also be unsigned, listed last: only for clients that
+	// get them from the token endpoint alone (checkAlgs, idTokenSigner).
+	idTokenAlgs := slices.Concat(algs, []string{algNone})
 	return discoveryDocument{
 		Issuer:                             p.cfg.Issuer,
 		AuthorizationEndpoint:              p.urls.authorize,
@@ -91,9 +94,9 @@ func (p *Provider) discoveryMetadata(r *http.Request) discoveryDocument {
 			"password",
 			"urn:ietf:params:oauth:grant-type:device_code",
 		},
-		SubjectTypesSupported:        []string{"public"},
+		SubjectTypesSupported:        []string{"public", subjectPairwise},
 		AcrValuesSupported:           p.cfg.AcrValues,
-		IDTokenSigningAlgs:           algs,
+		IDTokenSigningAlgs:           idTokenAlgs,
 		UserinfoSigningAlgs:          algs,
 		RequestObjectSigningAlgs:     requestObjectAlgs,
 		TokenEndpointAuthMethods:     []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},

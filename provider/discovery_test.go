@@ -118,7 +118,7 @@ func TestDiscovery(t *testing.T) {
 		"response_types_supported":                      {"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token", "token"},
 		"response_modes_supported":                      {"query", "fragment", "form_post"},
 		"grant_types_supported":                         {"authorization_code", "implicit", "refresh_token", "client_credentials", "password", "urn:ietf:params:oauth:grant-type:device_code"},
-		"subject_types_supported":                       {"public"},
+		"subject_types_supported":                       {"public", "pairwise"},
 		"acr_values_supported":                          {"urn:latchkey:acr:pwd", "urn:latchkey:acr:mfa"},
 		"token_endpoint_auth_methods_supported":         {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
 		"revocation_endpoint_auth_methods_supported":    {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
@@ -127,7 +127,7 @@ func TestDiscovery(t *testing.T) {
 		"prompt_values_supported":                       {"login", "none", "consent", "select_account"},
 		"display_values_supported":                      {"page"},
 		"claim_types_supported":                         {"normal"},
-		"id_token_signing_alg_values_supported":         e.p.Keys().Algs(),
+		"id_token_signing_alg_values_supported":         append(e.p.Keys().Algs(), "none"),
 		"userinfo_signing_alg_values_supported":         e.p.Keys().Algs(),
 	}
 	for name, want := range lists {
@@ -188,8 +188,14 @@ func TestDiscovery(t *testing.T) {
 			jwksAlgs = append(jwksAlgs, alg)
 		}
 	}
-	if got := stringList(doc["id_token_signing_alg_values_supported"]); !sameSet(got, jwksAlgs) {
-		t.Errorf("id_token_signing_alg_values_supported %v, JWKS has %v", got, jwksAlgs)
+	// ID tokens may also be unsigned, listed last; RS256 stays first, the
+	// default that relying parties without registration assume.
+	idAlgs := stringList(doc["id_token_signing_alg_values_supported"])
+	if n := len(idAlgs); n < 2 || idAlgs[0] != "RS256" || idAlgs[n-1] != "none" || !sameSet(idAlgs[:n-1], jwksAlgs) {
+		t.Errorf("id_token_signing_alg_values_supported %v, want RS256 first, then the rest of the JWKS's %v, then none", idAlgs, jwksAlgs)
+	}
+	if got := stringList(doc["userinfo_signing_alg_values_supported"]); slices.Contains(got, "none") {
+		t.Errorf("userinfo_signing_alg_values_supported %v offers unsigned userinfo", got)
 	}
 
 	// A relying party library accepts the document.

@@ -140,7 +140,7 @@ func composeFosite(cfg Config, st *store.Store, signer jwt.Signer, hasher fosite
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
 		RFC8628CodeStrategy:        device,
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idTokenSigner{signer}, Config: fc},
 		Signer:                     signer,
 	}
 	f := fosite.NewOAuth2Provider(st, fc)

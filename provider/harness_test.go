@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchkey-oidc/latchkey/provider"
@@ -40,7 +41,13 @@ type env struct {
 	public *httptest.Server
 	admin  *httptest.Server
 	login  *loginDouble
+	// serving holds the handlers public and admin serve: p's, replaced
+	// when the provider restarts.
+	serving atomic.Pointer[handlers]
 }
+
+// handlers are a provider's public and admin handlers.
+type handlers struct{ public, admin http.Handler }
 
 func (e *env) issuer() string { return e.public.URL }
 
@@ -51,11 +58,10 @@ func newEnv(t testing.TB, opts ...func(*provider.Config)) *env {
 	e := &env{t: t}
 	// The public listener's URL is the issuer, so it must exist first;
 	// its handler is set once the provider is built.
-	var public http.Handler = http.NotFoundHandler()
-	e.public = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { public.ServeHTTP(w, r) }))
+	e.serving.Store(&handlers{public: http.NotFoundHandler(), admin: http.NotFoundHandler()})
+	e.public = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { e.serving.Load().public.ServeHTTP(w, r) }))
 	t.Cleanup(e.public.Close)
-	var admin http.Handler = http.NotFoundHandler()
-	e.admin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.ServeHTTP(w, r) }))
+	e.admin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { e.serving.Load().admin.ServeHTTP(w, r) }))
 	t.Cleanup(e.admin.Close)
 	e.login = newLoginDouble(t, e.admin.URL)
 
@@ -75,10 +81,34 @@ func newEnv(t testing.TB, opts ...func(*provider.Config)) *env {
 	if err != nil {
 		t.Fatalf("new provider: %v", err)
 	}
-	e.p = p
-	public = p.PublicHandler()
-	admin = p.AdminHandler()
+	e.serve(p)
 	return e
+}
+
+// serve makes p e's provider, on e's addresses.
+func (e *env) serve(p *provider.Provider) {
+	e.p = p
+	e.serving.Store(&handlers{public: p.PublicHandler(), admin: p.AdminHandler()})
+}
+
+// restart closes the store of e's provider, whose background work must
+// have stopped, and starts another provider on e's database, as a
+// redeployment does, with e's configuration changed by opts. e serves it
+// on the same addresses from then on.
+func (e *env) restart(opts ...func(*provider.Config)) {
+	e.t.Helper()
+	if err := e.store.Close(); err != nil {
+		e.t.Fatalf("close the store of the provider before the restart: %v", err)
+	}
+	for _, o := range opts {
+		o(&e.cfg)
+	}
+	e.store = storetest.OpenURL(e.t, e.dbURL, provider.StoreOptions(e.cfg))
+	p, err := provider.New(context.Background(), e.store, e.cfg)
+	if err != nil {
+		e.t.Fatalf("restart the provider: %v", err)
+	}
+	e.serve(p)
 }
 
 // testDatabase is a fresh SQLite file, or a fresh PostgreSQL schema when

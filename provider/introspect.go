@@ -98,7 +98,9 @@ func (p *Provider) introspection(tu fosite.TokenUse, ar fosite.AccessRequester) 
 	if s := ar.GetGrantedScopes(); len(s) > 0 {
 		out["scope"] = strings.Join(s, " ")
 	}
-	if sub := sess.GetSubject(); sub != "" {
+	// sub is what the token's client knows the user by, whoever asks: a
+	// resource server must not learn more than the client did.
+	if sub := p.tokenSubject(ar); sub != "" {
 		out["sub"] = sub
 	}
 	if u := sess.GetUsername(); u != "" {

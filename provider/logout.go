@@ -114,14 +114,24 @@ func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 	if hint != "" || form.Get("client_id") != "" {
 		fl.Form.Set(logoutParamRPInitiated, "true")
 	}
+	var hc *store.Client // the client the hint was issued to
+	if hintClaims != nil {
+		if hc, err = p.hintClientOf(ctx, hintClaims, client); err != nil {
+			p.logoutServerError(w, r, err)
+			return
+		}
+	}
 	switch {
 	case ls != nil:
 		fl.Subject, fl.SID = ls.Subject, ls.SID
-		fl.Skip = hintClaims != nil && hintNamesSession(hintClaims, ls)
+		fl.Skip = hintClaims != nil && p.hintNamesSession(hintClaims, hc, ls)
 	case hintClaims != nil:
 		// No session is visible here (a cross-site POST carries no
 		// SameSite cookie); the hint says whom the RP means.
-		fl.Subject, _ = hintClaims["sub"].(string)
+		if fl.Subject, err = p.hintSubject(ctx, hintClaims, hc); err != nil {
+			p.logoutServerError(w, r, err)
+			return
+		}
 	}
 	p.beginFlow(w, fl)
 	id, err := p.createChallenge(ctx, store.ChallengeLogout, fl)
@@ -163,10 +173,11 @@ func hintClient(claims jwt.MapClaims, aud []string) string {
 	return ""
 }
 
-// hintNamesSession reports whether an ID token was issued to the user of
-// the SSO session ls, and in that session when it says which.
-func hintNamesSession(claims jwt.MapClaims, ls *store.LoginSession) bool {
-	if sub, _ := claims["sub"].(string); sub != ls.Subject {
+// hintNamesSession reports whether an ID token, issued to client hc, was
+// issued to the user of the SSO session ls, and in that session when it
+// says which.
+func (p *Provider) hintNamesSession(claims jwt.MapClaims, hc *store.Client, ls *store.LoginSession) bool {
+	if !p.hintNames(claims, hc, ls.Subject) {
 		return false
 	}
 	sid, _ := claims["sid"].(string)

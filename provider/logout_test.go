@@ -36,6 +36,14 @@ func (e *env) rpClient() *store.Client {
 // signIn runs a code flow in b for c and returns the ID token.
 func (e *env) signIn(b *browser, c *store.Client) string {
 	e.t.Helper()
+	raw, _ := e.signInTokens(b, c).Extra("id_token").(string)
+	return raw
+}
+
+// signInTokens runs a code flow in b for c and returns the token response,
+// which has an ID token.
+func (e *env) signInTokens(b *browser, c *store.Client) *oauth2.Token {
+	e.t.Helper()
 	conf := e.oauth2Config(c.ID, testSecret, oauth2.AuthStyleInHeader, oidc.ScopeOpenID)
 	res := b.get(conf.AuthCodeURL("state-1234567890", oidc.Nonce("nonce-1234567890")))
 	if res.Params.Get("code") == "" {
@@ -45,11 +53,10 @@ func (e *env) signIn(b *browser, c *store.Client) string {
 	if err != nil {
 		e.t.Fatalf("exchange: %v", err)
 	}
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
+	if raw, _ := tok.Extra("id_token").(string); raw == "" {
 		e.t.Fatal("no ID token")
 	}
-	return raw
+	return tok
 }
 
 // signedIn reports whether b's SSO session still satisfies an

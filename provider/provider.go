@@ -32,6 +32,8 @@ type Provider struct {
 	// back-channel logout worker that logouts were queued.
 	backchannelHTTP *http.Client
 	backchannelWake chan struct{}
+	// pairwiseKey keys pairwise subject identifiers (subjectFor).
+	pairwiseKey []byte
 }
 
 // StoreOptions returns the store options the provider relies on: its
@@ -48,8 +50,8 @@ func StoreOptions(cfg Config) store.Options {
 }
 
 // New builds a provider on st, which must be migrated and opened with
-// StoreOptions(cfg). It loads the signing keys, creating them on a fresh
-// database.
+// StoreOptions(cfg). It loads the signing keys and the pairwise subject
+// key, creating them on a fresh database.
 func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -62,6 +64,10 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 	ring := keys.New(st, keyRingOptions(cfg))
 	if err := ring.Load(ctx); err != nil {
 		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
+	pairwiseKey, err := st.PairwiseSecret(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load the pairwise subject key: %w", err)
 	}
 	f, fc, device, err := composeFosite(cfg, st, ring, hasher)
 	if err != nil {
@@ -85,6 +91,7 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 
 		backchannelHTTP: noRedirects(cfg.HTTPClient),
 		backchannelWake: make(chan struct{}, 1),
+		pairwiseKey:     pairwiseKey,
 	}, nil
 }
 

@@ -320,7 +320,9 @@ func TestRegistrationRefusesInvalidMetadata(t *testing.T) {
 		{"web implicit to localhost", `{"redirect_uris":["https://localhost/cb"],"grant_types":["implicit"],"response_types":["id_token"]}`, badURI, "implicit"},
 		{"unknown application_type", web(`,"application_type":"desktop"`), badMeta, "application_type"},
 		{"unknown id_token alg", web(`,"id_token_signed_response_alg":"HS256"`), badMeta, "id_token_signed_response_alg"},
-		{"unsigned ID tokens", web(`,"id_token_signed_response_alg":"none"`), badMeta, "id_token_signed_response_alg"},
+		{"unsigned ID tokens from the authorization endpoint", web(`,"grant_types":["authorization_code","implicit"],"response_types":["code id_token"],"id_token_signed_response_alg":"none"`), badMeta, "authorization endpoint"},
+		{"unsigned ID tokens with implicit", web(`,"grant_types":["implicit"],"response_types":["id_token token"],"id_token_signed_response_alg":"none"`), badMeta, "id_token_signed_response_alg none"},
+		{"unsigned userinfo", web(`,"userinfo_signed_response_alg":"none"`), badMeta, "userinfo_signed_response_alg"},
 		{"unknown userinfo alg", web(`,"userinfo_signed_response_alg":"RS1"`), badMeta, "userinfo_signed_response_alg"},
 		{"unknown request object alg", web(`,"request_object_signing_alg":"HS256"`), badMeta, "request_object_signing_alg"},
 		{"unknown client assertion alg", web(`,"token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_signing_alg":"HS256","jwks":` + string(jwksJSON)), badMeta, "token_endpoint_auth_signing_alg"},
@@ -329,7 +331,9 @@ func TestRegistrationRefusesInvalidMetadata(t *testing.T) {
 		{"response type without its grant", web(`,"response_types":["code id_token"]`), badMeta, "implicit grant"},
 		{"code grant without code response", web(`,"grant_types":["authorization_code"],"response_types":["id_token"]`), badMeta, "implicit grant"},
 		{"unknown auth method", web(`,"token_endpoint_auth_method":"client_secret_jwt"`), badMeta, "token_endpoint_auth_method"},
-		{"pairwise subject", web(`,"subject_type":"pairwise"`), badMeta, "subject_type"},
+		{"unknown subject_type", web(`,"subject_type":"foo"`), badMeta, "subject_type must be public or pairwise"},
+		{"pairwise over two redirect hosts", `{"redirect_uris":["` + rpRedirect + `","https://other.example.test/cb"],"subject_type":"pairwise"}`, badMeta, "register a sector_identifier_uri"},
+		{"pairwise native app with its own scheme", `{"application_type":"native","redirect_uris":["com.example.app:/cb"],"subject_type":"pairwise"}`, badMeta, "register a sector_identifier_uri"},
 		{"unsupported scope", web(`,"scope":"openid api:admin"`), badMeta, "api:admin"},
 		{"chosen client_id", web(`,"client_id":"my-own-id"`), badMeta, "client_id"},
 		{"chosen client_secret", web(`,"client_secret":"my-own-secret-0123456789"`), badMeta, "client_secret"},
@@ -383,8 +387,22 @@ func TestRegistrationRefusesInvalidMetadata(t *testing.T) {
 		{"web implicit over https", map[string]any{
 			"redirect_uris": []string{rpRedirect}, "grant_types": []string{"implicit"}, "response_types": []string{"id_token", "id_token token"},
 		}},
+		{"unsigned ID tokens for the code flow only", map[string]any{
+			"redirect_uris": []string{rpRedirect}, "id_token_signed_response_alg": "none", "response_types": []string{"code"},
+		}},
+		{"unsigned ID tokens with code token", map[string]any{
+			"redirect_uris": []string{rpRedirect}, "id_token_signed_response_alg": "none",
+			"grant_types": []string{"authorization_code", "implicit"}, "response_types": []string{"code", "code token"},
+		}},
 		{"listed in the sector identifier document", map[string]any{
 			"redirect_uris": []string{rpRedirect}, "sector_identifier_uri": sectors.URL + "/good",
+		}},
+		{"pairwise on one redirect host", map[string]any{
+			"redirect_uris": []string{rpRedirect, rpRedirect + "/other"}, "subject_type": "pairwise",
+		}},
+		{"pairwise over two redirect hosts listed in the sector identifier document", map[string]any{
+			"redirect_uris": []string{rpRedirect, "https://other.example.test/cb"}, "subject_type": "pairwise",
+			"sector_identifier_uri": sectors.URL + "/good",
 		}},
 		{"every OpenID Connect Registration field", map[string]any{
 			"client_name":                          "Everything",

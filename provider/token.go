@@ -14,8 +14,11 @@ import (
 // writes of the code, refresh and device grants, and keeps the revocations
 // of a replayed code or refresh token even when it answers with an error.
 // A client_credentials token is a single INSERT.
+//
+// The request's context is marked as the token endpoint's: only here may an
+// ID token be issued unsigned (idTokenSigner).
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx := tokenEndpointContext(r.Context())
 	sess := NewSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
@@ -32,7 +35,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if gt.ExactOne("client_credentials") {
+		// The client is its own subject, as itself: never pairwise.
 		sess.Subject = ar.GetClient().GetID()
+		sess.Claims.Subject = sess.Subject
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {

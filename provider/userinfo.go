@@ -59,7 +59,7 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "server_error", "The token's session could not be read.")
 		return
 	}
-	claims := userinfoClaims(sess)
+	claims := userinfoClaims(sess, p.tokenSubject(ar))
 
 	client, _ := ar.GetClient().(*store.Client)
 	if client == nil || client.UserinfoSignedResponseAlg == "" {
@@ -92,19 +92,16 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(jwt))
 }
 
-// userinfoClaims is sub and the claims chosen for userinfo at consent. The
-// provider's own claims are never taken from there: sub must be the ID
-// token's, and iss and aud belong to a signed response.
-func userinfoClaims(sess *Session) map[string]any {
+// userinfoClaims is sub, the ID token's (tokenSubject), and the claims
+// chosen for userinfo at consent. The provider's own claims are never
+// taken from there: sub must be the ID token's, and iss and aud belong to
+// a signed response.
+func userinfoClaims(sess *Session, sub string) map[string]any {
 	out := make(map[string]any, len(sess.Userinfo)+1)
 	for k, v := range sess.Userinfo {
 		if !reservedClaims[k] {
 			out[k] = v
 		}
-	}
-	sub := sess.GetSubject()
-	if sub == "" && sess.Claims != nil {
-		sub = sess.Claims.Subject
 	}
 	out["sub"] = sub
 	return out

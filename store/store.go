@@ -35,9 +35,10 @@ type Store struct {
 	warmers sync.WaitGroup
 	closed  bool
 
-	clients  *clientCache
-	keySeal  *Sealer // nil without a system secret
-	totpSeal *Sealer
+	clients      *clientCache
+	keySeal      *Sealer // nil without a system secret
+	totpSeal     *Sealer
+	pairwiseSeal *Sealer
 
 	// statements counts statements sent to the database, so tests and
 	// metrics can see what a request costs.
@@ -71,8 +72,9 @@ type Options struct {
 	// grant. The provider sets it to a call to the login side; without it the
 	// password grant rejects every credential.
 	PasswordChecker PasswordChecker
-	// SystemSecret (at least 32 bytes) seals private signing keys and TOTP
-	// seeds at rest; OldSystemSecrets still open what earlier secrets sealed.
+	// SystemSecret (at least 32 bytes) seals private signing keys, TOTP
+	// seeds and the pairwise subject key at rest; OldSystemSecrets still
+	// open what earlier secrets sealed.
 	SystemSecret     []byte
 	OldSystemSecrets [][]byte
 	// MaxOpenConns caps the connection pool. Defaults to 32 for PostgreSQL and
@@ -125,6 +127,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			return nil, err
 		}
 		if s.totpSeal, err = NewSealer("totp", opts.SystemSecret, opts.OldSystemSecrets...); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		if s.pairwiseSeal, err = NewSealer("pairwise-subjects", opts.SystemSecret, opts.OldSystemSecrets...); err != nil {
 			_ = db.Close()
 			return nil, err
 		}

@@ -223,11 +223,18 @@ func TestDecodeRejects(t *testing.T) {
 	esKID := keyOf(t, r, "ES256", store.KeyCurrent).ID
 	rsKID := keyOf(t, r, "RS256", store.KeyCurrent).ID
 	claims := enc(map[string]any{"sub": "mallory", "exp": time.Now().Add(time.Hour).Unix()})
+	// An expired token passes as an id_token_hint when its signature is
+	// good, so an unsigned one must fail on the signature, not the expiry.
+	expiredClaims := enc(map[string]any{"sub": "mallory", "exp": time.Now().Add(-time.Hour).Unix()})
 	for _, tc := range []struct{ name, tok string }{
 		{"unknown kid", generate(t, stranger, "ES256")},
 		{"tampered payload", head + "." + claims + "." + sig},
 		{"alg none with kid", enc(map[string]any{"alg": "none", "kid": esKID}) + "." + claims + "."},
 		{"alg none without kid", enc(map[string]any{"alg": "none"}) + "." + claims + "."},
+		{"alg none as the provider issues it", enc(map[string]any{"alg": "none", "typ": "JWT"}) + "." + claims + "."},
+		{"alg none expired", enc(map[string]any{"alg": "none", "typ": "JWT"}) + "." + expiredClaims + "."},
+		{"alg none with a signature", enc(map[string]any{"alg": "none"}) + "." + claims + "." + sig},
+		{"alg NONE", enc(map[string]any{"alg": "NONE"}) + "." + claims + "."},
 		{"alg of another key", enc(map[string]any{"alg": "ES256", "kid": rsKID}) + "." + payload + "." + sig},
 		{"HMAC with a public key", hmacWithPublicKey(t, r, rsKID, claims)},
 		{"not a JWT", "not-a-jwt"},
