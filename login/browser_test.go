@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/latchkey-oidc/latchkey/conformance/chromium"
 	"github.com/latchkey-oidc/latchkey/login/mail"
 )
 
@@ -47,15 +48,15 @@ func TestBrowserPasswordTOTPConsent(t *testing.T) {
 	b := newTab(t)
 
 	ar := c.start(b)
-	b.signIn("bob", browserPassword)
-	b.at("#totp-form")
-	b.fill("totp-code", currentCode(t, secret, time.Now()))
-	b.click("#totp-form button[type=submit]")
-	b.at("#consent-form")
-	if got := b.text("#client-name"); got != "Test App" {
+	b.SignIn("bob", browserPassword)
+	b.At("#totp-form")
+	b.Fill("totp-code", currentCode(t, secret, time.Now()))
+	b.Click("#totp-form button[type=submit]")
+	b.At("#consent-form")
+	if got := b.Text("#client-name"); got != "Test App" {
 		t.Errorf("consent names the client %q", got)
 	}
-	b.click("#allow")
+	b.Click("#allow")
 
 	_, idt := c.redeem(t, client.wait(b), ar)
 	wantSignIn(t, idt, bob.ID, "pwd", "otp", "mfa")
@@ -69,22 +70,22 @@ func TestBrowserPasskey(t *testing.T) {
 	carol := e.createUser("carol", browserPassword)
 	c, client := e.browserClient(nil)
 	b := newTab(t)
-	authenticator := b.addAuthenticator()
+	authenticator := b.AddAuthenticator()
 
 	// The account page asks for a sign-in first; adding a passkey needs a
 	// recent one.
-	b.open(e.app.PublicURL() + "/account")
-	b.signIn("carol", browserPassword)
-	b.at("#account-username")
-	b.click("#passkey-add")
-	b.at("#passkey-name")
-	b.fill("passkey-name", "Test laptop")
-	b.click("#passkey-button")
-	b.at("#passkeys")
-	if got := b.text("#notice"); got != "Your passkey was added." {
+	b.Open(e.app.PublicURL() + "/account")
+	b.SignIn("carol", browserPassword)
+	b.At("#account-username")
+	b.Click("#passkey-add")
+	b.At("#passkey-name")
+	b.Fill("passkey-name", "Test laptop")
+	b.Click("#passkey-button")
+	b.At("#passkeys")
+	if got := b.Text("#notice"); got != "Your passkey was added." {
 		t.Errorf("notice %q", got)
 	}
-	if got := b.text("#passkeys"); !strings.Contains(got, "Test laptop") {
+	if got := b.Text("#passkeys"); !strings.Contains(got, "Test laptop") {
 		t.Errorf("the account page lists %q", got)
 	}
 	creds, err := e.store.ListWebAuthnCredentials(context.Background(), carol.ID)
@@ -94,17 +95,17 @@ func TestBrowserPasskey(t *testing.T) {
 	if len(creds) != 1 || creds[0].Name != "Test laptop" {
 		t.Fatalf("stored passkeys: %+v", creds)
 	}
-	held := b.credentials(authenticator)
+	held := b.Credentials(authenticator)
 	if len(held) != 1 || !held[0].IsResidentCredential || string(held[0].UserHandle) != carol.ID {
 		t.Fatalf("the authenticator holds %+v, want one discoverable credential for %s", held, carol.ID)
 	}
 
 	// Signing in with the passkey alone.
 	ar := c.start(b)
-	b.at(`form[action$="/login/passkey"]`)
-	b.click("#passkey-button")
-	b.at("#consent-form")
-	b.click("#allow")
+	b.At(`form[action$="/login/passkey"]`)
+	b.Click("#passkey-button")
+	b.At("#consent-form")
+	b.Click("#allow")
 	_, idt := c.redeem(t, client.wait(b), ar)
 	// The virtual authenticator's credentials are not backed up (a
 	// device-bound key), and it verified the user.
@@ -112,11 +113,11 @@ func TestBrowserPasskey(t *testing.T) {
 
 	// The passkey as the second factor after a password, in a browser
 	// without sessions but with the same authenticator.
-	b.clearCookies()
+	b.ClearCookies()
 	ar = c.start(b)
-	b.signIn("carol", browserPassword)
-	b.at(`form[action$="/login/webauthn"]`)
-	b.click("#passkey-button")
+	b.SignIn("carol", browserPassword)
+	b.At(`form[action$="/login/webauthn"]`)
+	b.Click("#passkey-button")
 	// The consent given above was remembered ("Remember this decision"
 	// is checked by default), so the browser goes straight back.
 	_, idt = c.redeem(t, client.wait(b), ar)
@@ -135,11 +136,11 @@ func TestBrowserEmailCode(t *testing.T) {
 	b := newTab(t)
 
 	ar := c.start(b)
-	b.signIn("dave", browserPassword)
-	b.at("#email-send-form")
-	b.click("#email-send-form button[type=submit]")
-	b.at("#email-form")
-	if got := b.text("#notice"); got != "We sent a code to d•••@example.test." {
+	b.SignIn("dave", browserPassword)
+	b.At("#email-send-form")
+	b.Click("#email-send-form button[type=submit]")
+	b.At("#email-form")
+	if got := b.Text("#notice"); got != "We sent a code to d•••@example.test." {
 		t.Errorf("notice %q", got)
 	}
 	msgs, err := mail.ReadOutbox(e.outbox)
@@ -155,10 +156,10 @@ func TestBrowserEmailCode(t *testing.T) {
 	if code == "" {
 		t.Fatalf("no code mailed to %s in %+v", dave.Email, msgs)
 	}
-	b.fill("email-code", code)
-	b.click("#email-form button[type=submit]")
-	b.at("#consent-form")
-	b.click("#allow")
+	b.Fill("email-code", code)
+	b.Click("#email-form button[type=submit]")
+	b.At("#consent-form")
+	b.Click("#allow")
 
 	_, idt := c.redeem(t, client.wait(b), ar)
 	wantSignIn(t, idt, dave.ID, "pwd", "otp", "mfa")
@@ -201,16 +202,16 @@ func TestBrowserDeviceFlow(t *testing.T) {
 	}
 
 	b := newTab(t)
-	b.open(da.VerificationURIComplete)
-	b.at("#device-form")
-	if got := b.value("user-code"); got != da.UserCode {
+	b.Open(da.VerificationURIComplete)
+	b.At("#device-form")
+	if got := b.Value("user-code"); got != da.UserCode {
 		t.Errorf("the code field holds %q, want %q", got, da.UserCode)
 	}
-	b.click("#device-form button[type=submit]")
-	b.signIn("erin", browserPassword)
-	b.at("#consent-form")
-	b.click("#allow")
-	b.waitText("h1", "Device connected")
+	b.Click("#device-form button[type=submit]")
+	b.SignIn("erin", browserPassword)
+	b.At("#consent-form")
+	b.Click("#allow")
+	b.WaitText("h1", "Device connected")
 
 	tok := pollDevice(t, b, device, da)
 	raw, _ := tok["id_token"].(string)
@@ -226,7 +227,7 @@ func TestBrowserDeviceFlow(t *testing.T) {
 
 // pollDevice polls the token endpoint as a device does, at the interval it
 // was given, until it gets tokens or the test's deadline passes.
-func pollDevice(t *testing.T, b *tab, conf *oauth2.Config, da *oauth2.DeviceAuthResponse) map[string]any {
+func pollDevice(t *testing.T, b *chromium.Tab, conf *oauth2.Config, da *oauth2.DeviceAuthResponse) map[string]any {
 	t.Helper()
 	interval := time.Duration(max(da.Interval, 1)) * time.Second
 	for {
@@ -251,7 +252,7 @@ func pollDevice(t *testing.T, b *tab, conf *oauth2.Config, da *oauth2.DeviceAuth
 			t.Fatalf("token endpoint: %d %v", resp.StatusCode, out)
 		}
 		select {
-		case <-b.ctx.Done():
+		case <-b.Ctx.Done():
 			t.Fatalf("no tokens before the deadline; last answer %v", out)
 		case <-time.After(interval):
 		}

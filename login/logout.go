@@ -25,7 +25,7 @@ func (a *App) logoutPage(w http.ResponseWriter, r *http.Request) {
 		name = ch.Client.displayName()
 	}
 	a.pages.render(w, http.StatusOK, "logout", view{
-		Title: "Sign out?", CSRF: a.cookies.csrfToken(w, r),
+		Title: "Sign out?", CSRF: a.cookies.csrfToken(w, r), Lang: pageLang(ch.OIDCContext.UILocales),
 		Data: logoutData{Challenge: id, ClientName: name},
 	})
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"golang.org/x/text/language"
 )
 
 // pages renders the login app's HTML. Every page is a template in
@@ -48,9 +50,11 @@ func loadPages(product, base string) (*pages, error) {
 type view struct {
 	Title   string
 	Product string
-	CSRF    string
-	Error   string
-	Notice  string
+	// Lang is the page's lang attribute; "en" when empty (see pageLang).
+	Lang   string
+	CSRF   string
+	Error  string
+	Notice string
 	// Scripts are extra scripts under static/ the page needs.
 	Scripts []string
 	Data    any
@@ -64,6 +68,9 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, v view) {
 		return
 	}
 	v.Product = p.product
+	if v.Lang == "" {
+		v.Lang = defaultLang
+	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, v); err != nil {
 		http.Error(w, "page failed to render", http.StatusInternalServerError)
@@ -77,6 +84,28 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, v view) {
 // fail shows an error page.
 func (p *pages) fail(w http.ResponseWriter, _ *http.Request, status int, message string) {
 	p.render(w, status, "error", view{Title: "Something went wrong", Error: message})
+}
+
+// The pages are written in English only: there are no translations yet.
+// defaultLang is their lang attribute.
+const defaultLang = "en"
+
+// pageLang is the lang attribute of a page answering a request with
+// ui_locales (OpenID Connect Core §3.1.2.1, RP-Initiated Logout §2): the
+// first of the preferred tags in a language the pages are written in, as
+// the relying party wrote it (en-GB stays en-GB), else defaultLang. With
+// translations this is where the page's language would be chosen.
+func pageLang(uiLocales []string) string {
+	for _, l := range uiLocales {
+		tag, err := language.Parse(l)
+		if err != nil {
+			continue
+		}
+		if base, _ := tag.Base(); base.String() == defaultLang {
+			return tag.String()
+		}
+	}
+	return defaultLang
 }
 
 // scopeDescription says in plain words what a scope lets an application do.

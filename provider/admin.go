@@ -2,7 +2,6 @@ package provider
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,13 +172,6 @@ func (p *Provider) adminRotateKeys(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, SigningKeyViews(p.keys.Keys()))
 }
 
-// SessionsRevoked answers DELETE /admin/subjects/{subject}/sessions: the
-// SIDs of the SSO sessions that ended.
-type SessionsRevoked struct {
-	Subject string   `json:"subject"`
-	SIDs    []string `json:"sids"`
-}
-
 // TokensRevoked answers DELETE /admin/subjects/{subject}/tokens and
 // …/consents: how many tokens and codes were revoked, for one client or
 // (ClientID empty) all.
@@ -198,30 +190,6 @@ func adminSubject(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	return s, true
-}
-
-// adminRevokeSessions signs a subject out of every browser: its SSO
-// sessions end, so the next authorization asks it to sign in again, and
-// the clients of those sessions that registered a backchannel_logout_uri
-// get a logout token. Tokens already issued are not touched; revoke them
-// with …/tokens.
-func (p *Provider) adminRevokeSessions(w http.ResponseWriter, r *http.Request) {
-	sub, ok := adminSubject(w, r)
-	if !ok {
-		return
-	}
-	ended, err := p.endSessions(r.Context(), func(ctx context.Context) ([]*store.EndedSession, error) {
-		return p.store.EndLoginSessionsBySubject(ctx, sub)
-	})
-	if err != nil {
-		p.adminServerError(w, r, err)
-		return
-	}
-	sids := []string{}
-	for _, es := range ended {
-		sids = append(sids, es.SID)
-	}
-	writeJSON(w, http.StatusOK, SessionsRevoked{Subject: sub, SIDs: sids})
 }
 
 // adminRevokeTokens revokes a subject's access tokens, refresh tokens and

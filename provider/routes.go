@@ -108,7 +108,9 @@ func (p *Provider) AdminHandler() http.Handler {
 		{"/admin/device", get, p.adminGetChallenge(challengeDevice)},
 		{"/admin/device/accept", put, p.adminAcceptDevice},
 		{"/admin/device/reject", put, p.adminReject(challengeDevice)},
+		{"/admin/subjects/{subject}/sessions", get, p.adminListSessions},
 		{"/admin/subjects/{subject}/sessions", del, p.adminRevokeSessions},
+		{"/admin/subjects/{subject}/sessions/{sid}", del, p.adminRevokeSession},
 		{"/admin/subjects/{subject}/tokens", del, p.adminRevokeTokens},
 		{"/admin/subjects/{subject}/consents", del, p.adminRevokeConsents},
 	}

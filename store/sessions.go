@@ -290,3 +290,71 @@ func (s *Store) ListSessionClients(ctx context.Context, sid string) ([]string, e
 	slices.Sort(ids)
 	return ids, nil
 }
+
+// LiveSession is an SSO session that has not expired, with the clients
+// that took part in it so far, as operators list them.
+type LiveSession struct {
+	LoginSession
+	ClientIDs []string // sorted
+}
+
+// ListLoginSessionsBySubject returns a subject's sessions that have not
+// expired, oldest first, each with its clients. The cookie values are not
+// known, so ID is empty.
+func (s *Store) ListLoginSessionsBySubject(ctx context.Context, subject string) ([]*LiveSession, error) {
+	now := s.now()
+	var rows []loginSessionRow
+	if err := s.selectAll(ctx, &rows, `SELECT `+loginSessionColumns+` FROM login_sessions WHERE subject = ? AND expires_at > ? ORDER BY created_at, sid`,
+		subject, now); err != nil {
+		return nil, fmt.Errorf("list login sessions of %q: %w", subject, err)
+	}
+	var pairs []struct {
+		SID      string `db:"sid"`
+		ClientID string `db:"client_id"`
+	}
+	if err := s.selectAll(ctx, &pairs, `SELECT c.sid, c.client_id FROM login_session_clients c
+		JOIN login_sessions s ON s.sid = c.sid WHERE s.subject = ? AND s.expires_at > ?`, subject, now); err != nil {
+		return nil, fmt.Errorf("list clients of the login sessions of %q: %w", subject, err)
+	}
+	clients := map[string][]string{}
+	for _, p := range pairs {
+		clients[p.SID] = append(clients[p.SID], p.ClientID)
+	}
+	out := make([]*LiveSession, 0, len(rows))
+	for _, r := range rows {
+		ls, err := r.session("")
+		if err != nil {
+			return nil, err
+		}
+		ids := clients[r.SID]
+		if ids == nil {
+			ids = []string{}
+		}
+		slices.Sort(ids)
+		out = append(out, &LiveSession{LoginSession: *ls, ClientIDs: ids})
+	}
+	return out, nil
+}
+
+// EndLoginSessionBySID ends one session of a subject, expired or not, and
+// returns it with the clients that took part in it (see EndLoginSession).
+// A session that does not exist, or is another subject's, is ErrNotFound.
+func (s *Store) EndLoginSessionBySID(ctx context.Context, subject, sid string) (*EndedSession, error) {
+	var ended *EndedSession
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var gone string
+		if err := s.get(ctx, &gone, `DELETE FROM login_sessions WHERE sid = ? AND subject = ? RETURNING sid`, sid, subject); err != nil {
+			return err
+		}
+		clients, err := s.deleteSessionClients(ctx, sid)
+		if err != nil {
+			return err
+		}
+		ended = &EndedSession{SID: sid, Subject: subject, ClientIDs: clients}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("end login session %q of %q: %w", sid, subject, err)
+	}
+	return ended, nil
+}

@@ -32,6 +32,11 @@ Commands:
   users set-password USER | reset-mfa USER | disable USER | enable USER
                       set a user's password, remove their second factors,
                       stop or allow their sign-in
+  sessions list SUBJECT
+                      print a subject's SSO sessions as JSON
+  sessions revoke SUBJECT [SID] [--revoke-tokens]
+                      end one or all of a subject's SSO sessions (back-channel
+                      logout included), and with --revoke-tokens their tokens
   keys list           list the signing keys
   keys rotate         rotate the signing keys (--alg RS256 for one algorithm)
   migrate             apply database migrations (--status lists them)
@@ -82,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runClients(ctx, args[1:], stdout, stderr)
 	case "users":
 		return runUsers(ctx, args[1:], stdout, stderr)
+	case "sessions":
+		return runSessions(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdout, stderr)
 	case "migrate":

@@ -3,10 +3,11 @@
 // the login app mounted at /login, and the admin API on a second listener.
 // The database is a fresh SQLite file, or a fresh PostgreSQL database when
 // LATCHKEY_TEST_PROVIDER_BACKEND=postgres (LATCHKEY_TEST_DATABASE_URL then
-// names the server). The conformance runner and the relying-party tests
-// use it; they reach Latchkey over HTTP only, except for the operator's
-// set-up (users and clients), which goes through the store and the admin
-// API as the CLI does.
+// names the server); Server.Restart replaces the provider and login app
+// with new instances on that database. The conformance runner and the
+// relying-party tests use it; they reach Latchkey over HTTP only, except
+// for the operator's set-up (users and clients), which goes through the
+// store and the admin API as the CLI does.
 package latchkeytest
 
 import (
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +51,14 @@ type Server struct {
 
 	t      testing.TB
 	hasher *password.Hasher
+	opts   Options
+	dbURL  string
+	log    *slog.Logger
+	outbox string
+	// public and admin are what the listeners serve; stop stops the
+	// running instance (see Restart).
+	public, admin atomic.Pointer[http.Handler]
+	stop          func()
 }
 
 // Options change a server before it starts.
@@ -67,53 +77,87 @@ type Options struct {
 // Start runs a Latchkey until the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	ctx := context.Background()
-	var public, admin http.Handler = http.NotFoundHandler(), http.NotFoundHandler()
-	publicSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { public.ServeHTTP(w, r) }))
+	s := &Server{
+		Backend: "sqlite", t: t, opts: opts,
+		// Cheap argon2id parameters: the tests sign in hundreds of times.
+		hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1},
+		outbox: filepath.Join(t.TempDir(), "outbox.jsonl"),
+	}
+	s.setHandlers(http.NotFoundHandler(), http.NotFoundHandler())
+	publicSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.public.Load()).ServeHTTP(w, r) }))
 	if opts.TLS {
 		publicSrv.StartTLS()
 	} else {
 		publicSrv.Start()
 	}
 	t.Cleanup(publicSrv.Close)
-	adminSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.ServeHTTP(w, r) }))
+	adminSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.admin.Load()).ServeHTTP(w, r) }))
 	t.Cleanup(adminSrv.Close)
+	s.Issuer, s.AdminURL, s.HTTPClient = publicSrv.URL, adminSrv.URL, publicSrv.Client()
 
-	s := &Server{
-		Issuer: publicSrv.URL, AdminURL: adminSrv.URL, Backend: "sqlite", HTTPClient: publicSrv.Client(), t: t,
-		// Cheap argon2id parameters: the tests sign in hundreds of times.
-		hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1},
-	}
 	// Errors of the provider and the login app go to the test log: a
 	// server error in a test is a bug to see.
 	tl := &testLog{t: t}
 	t.Cleanup(tl.stop)
-	log := slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelError}))
+	s.log = slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelError}))
+	if os.Getenv("LATCHKEY_TEST_PROVIDER_BACKEND") == "postgres" {
+		s.dbURL, s.Backend = storetest.FreshPostgres(t), "postgres"
+	} else {
+		s.dbURL = storetest.FreshSQLite(t)
+	}
+	s.startInstance()
+	return s
+}
+
+// Restart replaces the running provider and login app with new instances
+// on the same database at the same addresses, as a restart of the process
+// (or another replica taking over) does: the old provider's background
+// work, the back-channel logout worker among it, stops and its store
+// closes, so only what the database holds carries over. The options are
+// applied again (an Options.Provider that sets a Registerer must give a
+// new one each time); Store is the new instance's. Requests that arrive
+// while it restarts are answered 503.
+func (s *Server) Restart() {
+	s.t.Helper()
+	down := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Latchkey is restarting", http.StatusServiceUnavailable)
+	}))
+	s.setHandlers(down, down)
+	s.stopInstance()
+	s.startInstance()
+}
+
+// startInstance starts a provider and a login app on the server's database
+// and serves them.
+func (s *Server) startInstance() {
+	t := s.t
+	t.Helper()
+	ctx := context.Background()
 	pcfg := provider.Config{
-		Log:          log,
+		Log:          s.log,
 		Issuer:       s.Issuer,
 		AdminToken:   AdminToken,
 		SystemSecret: storetest.TestSecret,
 		KeyAlgs:      []string{"RS256"},
 	}
-	if opts.Provider != nil {
-		opts.Provider(&pcfg)
+	if s.opts.Provider != nil {
+		s.opts.Provider(&pcfg)
 	}
-	dbURL := ""
-	if os.Getenv("LATCHKEY_TEST_PROVIDER_BACKEND") == "postgres" {
-		dbURL, s.Backend = storetest.FreshPostgres(t), "postgres"
-	} else {
-		dbURL = storetest.FreshSQLite(t)
-	}
-	s.Store = storetest.OpenURL(t, dbURL, provider.StoreOptions(pcfg))
-	p, err := provider.New(ctx, s.Store, pcfg)
+	st := storetest.OpenURL(t, s.dbURL, provider.StoreOptions(pcfg))
+	p, err := provider.New(ctx, st, pcfg)
 	if err != nil {
 		t.Fatalf("start the provider: %v", err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { p.Run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	s.stop = func() {
+		stop()
+		<-done
+		_ = st.Close()
+	}
+	// Before OpenURL's cleanup closes the store under the running provider.
+	t.Cleanup(s.stopInstance)
 
 	lcfg := login.Config{
 		PublicURL:  s.Issuer + "/login",
@@ -121,24 +165,38 @@ func Start(t testing.TB, opts Options) *Server {
 		AdminURL:   s.AdminURL,
 		AdminToken: AdminToken,
 		Secret:     storetest.TestSecret,
-		Mail:       &mail.Outbox{Path: filepath.Join(t.TempDir(), "outbox.jsonl")},
+		Mail:       &mail.Outbox{Path: s.outbox},
 		Passwords:  s.hasher,
 		Registerer: prometheus.NewRegistry(),
-		Log:        log,
+		Log:        s.log,
 	}
-	if opts.Login != nil {
-		opts.Login(&lcfg)
+	if s.opts.Login != nil {
+		s.opts.Login(&lcfg)
 	}
-	app, err := login.New(ctx, s.Store, lcfg)
+	app, err := login.New(ctx, st, lcfg)
 	if err != nil {
 		t.Fatalf("start the login app: %v", err)
 	}
-	public = app.Mount(p.PublicHandler())
-	if opts.Wrap != nil {
-		public = opts.Wrap(public)
+	public := app.Mount(p.PublicHandler())
+	if s.opts.Wrap != nil {
+		public = s.opts.Wrap(public)
 	}
-	admin = p.AdminHandler()
-	return s
+	s.Store = st
+	s.setHandlers(public, p.AdminHandler())
+}
+
+// stopInstance stops the running provider's background work and closes
+// its store.
+func (s *Server) stopInstance() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
+func (s *Server) setHandlers(public, admin http.Handler) {
+	s.public.Store(&public)
+	s.admin.Store(&admin)
 }
 
 // CreateUser stores a user with a password and, when totpSecret is set, a

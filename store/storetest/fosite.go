@@ -91,6 +91,13 @@ func composeOn(t testing.TB, s *store.Store, cfg *fosite.Config, factories ...co
 // PKCE verifier.
 func (p *provider) authorize(t *testing.T) (code, verifier string) {
 	t.Helper()
+	return p.authorizeIn(t, "")
+}
+
+// authorizeIn is authorize in the SSO session sid (the sid claim of the ID
+// token, as the provider sets it); "" for none.
+func (p *provider) authorizeIn(t *testing.T, sid string) (code, verifier string) {
+	t.Helper()
 	ctx := context.Background()
 	verifier = randomID("verifier-verifier-verifier-verifier")
 	sum := sha256.Sum256([]byte(verifier))
@@ -115,6 +122,9 @@ func (p *provider) authorize(t *testing.T) (code, verifier string) {
 	sess.Subject = "alice"
 	sess.Claims.Subject = "alice"
 	sess.Claims.AuthTime = time.Now().UTC()
+	if sid != "" {
+		sess.Claims.Extra = map[string]any{"sid": sid}
+	}
 	resp, err := p.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		t.Fatalf("authorize response: %v", fosite.ErrorToRFC6749Error(err).WithExposeDebug(true).GetDescription())
@@ -126,7 +136,13 @@ func (p *provider) authorize(t *testing.T) (code, verifier string) {
 // returns the token response.
 func (p *provider) grant(t *testing.T) fosite.AccessResponder {
 	t.Helper()
-	code, verifier := p.authorize(t)
+	return p.grantIn(t, "")
+}
+
+// grantIn is grant in the SSO session sid; see authorizeIn.
+func (p *provider) grantIn(t *testing.T, sid string) fosite.AccessResponder {
+	t.Helper()
+	code, verifier := p.authorizeIn(t, sid)
 	resp, rfcErr := p.exchange(context.Background(), code, verifier)
 	if rfcErr != nil {
 		t.Fatalf("exchange: %s: %s", rfcErr.ErrorField, rfcErr.GetDescription())

@@ -15,6 +15,7 @@ import (
 var _ = register(
 	test{"RevokeTokensBySubject", testRevokeTokensBySubject},
 	test{"RevokeTokensBySubjectThroughFosite", testRevokeTokensBySubjectThroughFosite},
+	test{"RevokeTokensBySessions", testRevokeTokensBySessions},
 )
 
 // subjectTokens stores an authorization code, an access token and a
@@ -144,5 +145,70 @@ func testRevokeTokensBySubjectThroughFosite(t *testing.T, open Opener) {
 	}
 	if _, rfcErr := p.exchange(ctx, unused, verifier); rfcErr == nil || rfcErr.ErrorField != "invalid_grant" {
 		t.Errorf("code after revocation: got %v, want invalid_grant", rfcErr)
+	}
+}
+
+// testRevokeTokensBySessions revokes what was issued in one SSO session:
+// the grant's code, access token and whole refresh family (the rotated
+// token in its grace period too), and nothing of another session, of a
+// grant without a session, or of another subject.
+func testRevokeTokensBySessions(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{RefreshGracePeriod: time.Minute})
+	p := newProvider(t, s)
+	first := p.grantIn(t, "sid-a")
+	second, rfcErr := p.refresh(ctx, refreshTokenOf(first))
+	if rfcErr != nil {
+		t.Fatalf("refresh: %s", rfcErr.GetDescription())
+	}
+	unused, verifier := p.authorizeIn(t, "sid-a")
+	other := p.grantIn(t, "sid-b")
+	plain := p.grant(t)
+
+	if _, err := s.RevokeTokensBySessions(ctx, " ", []string{"sid-a"}); err == nil {
+		t.Fatal("revoking for the empty subject succeeded")
+	}
+	for _, tc := range []struct {
+		subject string
+		sids    []string
+	}{{"alice", nil}, {"alice", []string{"sid-unknown"}}, {"bob", []string{"sid-a", "sid-b"}}} {
+		if n, err := s.RevokeTokensBySessions(ctx, tc.subject, tc.sids); err != nil || n != 0 {
+			t.Fatalf("revoke %s's sessions %q: %d, %v; want nothing", tc.subject, tc.sids, n, err)
+		}
+	}
+	if !p.active(t, second.GetAccessToken()) {
+		t.Fatal("a revocation of nothing revoked the access token")
+	}
+
+	n, err := s.RevokeTokensBySessions(ctx, "alice", []string{"sid-a", "sid-unknown"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As in testRevokeTokensBySubjectThroughFosite: the second access
+	// token, both refresh tokens and the unused code.
+	if n != 4 {
+		t.Errorf("revoked %d, want 4", n)
+	}
+	if p.active(t, second.GetAccessToken()) {
+		t.Error("the session's access token is still active")
+	}
+	for name, rt := range map[string]string{"current": refreshTokenOf(second), "in grace": refreshTokenOf(first)} {
+		if _, rfcErr := p.refresh(ctx, rt); rfcErr == nil || rfcErr.ErrorField != "invalid_grant" {
+			t.Errorf("%s refresh token of the session: got %v, want invalid_grant", name, rfcErr)
+		}
+	}
+	if _, rfcErr := p.exchange(ctx, unused, verifier); rfcErr == nil || rfcErr.ErrorField != "invalid_grant" {
+		t.Errorf("the session's unused code: got %v, want invalid_grant", rfcErr)
+	}
+	for name, resp := range map[string]fosite.AccessResponder{"another session": other, "no session": plain} {
+		if !p.active(t, resp.GetAccessToken()) {
+			t.Errorf("the access token of %s was revoked", name)
+		}
+		if _, rfcErr := p.refresh(ctx, refreshTokenOf(resp)); rfcErr != nil {
+			t.Errorf("the refresh token of %s: %s", name, rfcErr.GetDescription())
+		}
+	}
+	if n, err := s.RevokeTokensBySessions(ctx, "alice", []string{"sid-a"}); err != nil || n != 0 {
+		t.Errorf("revoke again: %d, %v; want 0", n, err)
 	}
 }

@@ -18,6 +18,8 @@ var _ = register(
 	test{"LoginSessionTimeZones", testLoginSessionTimeZones},
 	test{"LoginSessionClients", testLoginSessionClients},
 	test{"LoginSessionsBySubject", testLoginSessionsBySubject},
+	test{"LoginSessionsListedBySubject", testLoginSessionsListedBySubject},
+	test{"LoginSessionEndBySID", testLoginSessionEndBySID},
 )
 
 var _ = registerShared(
@@ -302,4 +304,91 @@ func testLoginSessionStoredHashed(t *testing.T, fresh FreshDB) {
 	if len(ids) != 1 || ids[0] != hex.EncodeToString(sum[:]) {
 		t.Fatalf("session IDs stored as %q, want only the SHA-256 of the cookie value", ids)
 	}
+}
+
+// testLoginSessionsListedBySubject lists a subject's live sessions, oldest
+// first, each with its own clients.
+func testLoginSessionsListedBySubject(t *testing.T, open Opener) {
+	ctx := context.Background()
+	clock := NewClock(flowEpoch)
+	s := open(t, store.Options{Now: clock.Now})
+	older := exampleLoginSession("alice", flowEpoch.Add(time.Hour))
+	older.AMR = []string{"pwd", "otp", "mfa"}
+	older.Remember = true
+	createLoginSession(t, s, older)
+	clock.Add(time.Second)
+	newer := exampleLoginSession("alice", flowEpoch.Add(2*time.Hour))
+	createLoginSession(t, s, newer)
+	expiring := exampleLoginSession("alice", flowEpoch.Add(2*time.Minute))
+	createLoginSession(t, s, expiring)
+	bob := exampleLoginSession("bob", flowEpoch.Add(time.Hour))
+	createLoginSession(t, s, bob)
+	for _, add := range []struct{ sid, client string }{
+		{older.SID, "zeta"}, {older.SID, "alpha"}, {expiring.SID, "beta"}, {bob.SID, "gamma"},
+	} {
+		if err := s.AddSessionClient(ctx, add.sid, add.client); err != nil {
+			t.Fatalf("add session client: %v", err)
+		}
+	}
+	clock.Add(2 * time.Minute) // expiring has expired: it is not listed
+
+	got, err := s.ListLoginSessionsBySubject(ctx, "alice")
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if len(got) != 2 || got[0].SID != older.SID || got[1].SID != newer.SID {
+		t.Fatalf("listed %+v, want the older then the newer live session", got)
+	}
+	o := got[0]
+	if o.ID != "" || o.Subject != "alice" || o.ACR != older.ACR || !slices.Equal(o.AMR, older.AMR) || !o.Remember ||
+		!o.AuthenticatedAt.Equal(older.AuthenticatedAt) || !o.CreatedAt.Equal(older.CreatedAt) || !o.ExpiresAt.Equal(older.ExpiresAt) {
+		t.Errorf("listed %+v, want %+v without its cookie value", o.LoginSession, *older)
+	}
+	if !slices.Equal(o.ClientIDs, []string{"alpha", "zeta"}) {
+		t.Errorf("clients of the older session %q, want alpha zeta", o.ClientIDs)
+	}
+	if got[1].ClientIDs == nil || len(got[1].ClientIDs) != 0 {
+		t.Errorf("clients of the newer session %#v, want an empty list", got[1].ClientIDs)
+	}
+	if none, err := s.ListLoginSessionsBySubject(ctx, "nobody"); err != nil || len(none) != 0 {
+		t.Errorf("list for nobody: %v, %v", none, err)
+	}
+}
+
+// testLoginSessionEndBySID ends one session, only for its own subject, and
+// hands back its clients like EndLoginSession.
+func testLoginSessionEndBySID(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{})
+	a := exampleLoginSession("alice", time.Now().Add(time.Hour))
+	b := exampleLoginSession("alice", time.Now().Add(time.Hour))
+	createLoginSession(t, s, a)
+	createLoginSession(t, s, b)
+	for _, c := range []string{"zeta", "alpha"} {
+		if err := s.AddSessionClient(ctx, a.SID, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.EndLoginSessionBySID(ctx, "bob", a.SID)
+	expectErr(t, "end another subject's session", err, store.ErrNotFound)
+	_, err = s.EndLoginSessionBySID(ctx, "alice", "no-such-sid")
+	expectErr(t, "end an unknown session", err, store.ErrNotFound)
+
+	ended, err := s.EndLoginSessionBySID(ctx, "alice", a.SID)
+	if err != nil {
+		t.Fatalf("end: %v", err)
+	}
+	if ended.SID != a.SID || ended.Subject != "alice" || strings.Join(ended.ClientIDs, " ") != "alpha zeta" {
+		t.Fatalf("end returned %+v", ended)
+	}
+	_, err = s.GetLoginSession(ctx, a.ID)
+	expectErr(t, "get the ended session", err, store.ErrNotFound)
+	if got := sessionClients(t, s, a.SID); got != "" {
+		t.Fatalf("clients of the ended session: %q", got)
+	}
+	if _, err := s.GetLoginSession(ctx, b.ID); err != nil {
+		t.Fatalf("the other session: %v", err)
+	}
+	_, err = s.EndLoginSessionBySID(ctx, "alice", a.SID)
+	expectErr(t, "end twice", err, store.ErrNotFound)
 }
