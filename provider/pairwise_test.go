@@ -259,7 +259,7 @@ func TestPairwiseSubjectEverywhere(t *testing.T) {
 func TestPairwiseSubjectOtherGrants(t *testing.T) {
 	e := newEnv(t)
 	c := e.createClient(&store.Client{ID: "legacy", SubjectType: "pairwise",
-		GrantTypes: []string{"password", "client_credentials"}, Scope: "openid profile"}, testSecret)
+		GrantTypes: []string{"password", "client_credentials", "refresh_token"}, Scope: "openid profile offline_access"}, testSecret)
 	want := pairwiseSub(t, e, rpHost, alice.subject)
 	auth := clientAuth{id: c.ID, secret: testSecret, basic: true}
 
@@ -272,6 +272,22 @@ func TestPairwiseSubjectOtherGrants(t *testing.T) {
 	}
 	if sub := assertActive(t, introspect(t, e, auth, tr.AccessToken))["sub"]; sub != want {
 		t.Errorf("introspection of a password grant token: sub %v, want %s", sub, want)
+	}
+	// A refresh of a password grant with openid gets an ID token for the
+	// client's sub (it used to fail with server_error: no ID token subject).
+	pw := e.postToken(c.ID, testSecret, url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {alice.password}, "scope": {"openid offline_access"}})
+	if pw.Status != http.StatusOK || pw.RefreshToken == "" {
+		t.Fatalf("password grant with offline_access: %+v", pw)
+	}
+	refreshed := e.postToken(c.ID, testSecret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {pw.RefreshToken}})
+	if refreshed.Status != http.StatusOK {
+		t.Fatalf("refresh of a password grant: %+v", refreshed)
+	}
+	if sub := e.subOf(refreshed.IDToken); sub != want {
+		t.Errorf("refreshed ID token of a password grant: sub %v, want %s", sub, want)
+	}
+	if sub := e.userinfo(refreshed.AccessToken)["sub"]; sub != want {
+		t.Errorf("userinfo of a refreshed password grant token: sub %v, want %s", sub, want)
 	}
 
 	cc := e.postToken(c.ID, testSecret, url.Values{"grant_type": {"client_credentials"}})

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/ory/fosite"
+
+	"github.com/latchkey-oidc/latchkey/store"
 )
 
 // token is the token endpoint. fosite runs every grant; the provider only
@@ -32,6 +34,14 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, a := range ar.GetRequestedAudience() {
 			ar.GrantAudience(a)
+		}
+	}
+	if gt.ExactOne("password") {
+		// fosite put the person's subject in the session; the ID token
+		// claims carry what this client knows them by. A refresh of the
+		// grant issues an ID token from them when openid was granted.
+		if c, ok := ar.GetClient().(*store.Client); ok {
+			sess.Claims.Subject = p.subjectFor(c, sess.Subject)
 		}
 	}
 	if gt.ExactOne("client_credentials") {
