@@ -24,10 +24,10 @@ type Config struct {
 	Client           Client `json:"client"`
 	Client2          Client `json:"client2"`
 	ClientSecretPost Client `json:"client_secret_post"`
-	// Users sign in through the login app's pages. Each module variant
-	// that signs in takes the next user, so that users with TOTP are not
-	// held up by the rule that a time step is used once: give as many as
-	// there are module variants run at once.
+	// Users sign in through the login app's pages. Runs going at once
+	// sign in as different users, so that users with TOTP are not held up
+	// by the rule that a time step is used once: give as many as Parallel
+	// (fewer make runs wait for a free user).
 	Users []UserConfig `json:"users"`
 	// BackchannelClient and FrontchannelClient are the clients of the
 	// back- and front-channel logout plans: registered like Client, with

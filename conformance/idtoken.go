@@ -70,27 +70,35 @@ func (t *T) validateIDToken(raw, clientID, nonce, where string) *idToken {
 			return t.checkIDTokenClaims(tok, clientID, nonce, where)
 		}
 	}
-	jws, err := jose.ParseSigned(raw, signingAlgs)
-	if err != nil {
-		t.Fatal("ValidateIdTokenSignature", "the %s's ID token is not a JWS with an asymmetric algorithm: %v", where, err)
-	}
-	if len(jws.Signatures) != 1 {
-		t.Fatal("ValidateIdTokenSignature", "the %s's ID token has %d signatures", where, len(jws.Signatures))
-	}
-	h := jws.Signatures[0].Header
+	h, payload := t.verifyJWS(raw, "ValidateIdTokenSignature", "the "+where+"'s ID token")
 	tok := &idToken{raw: raw, alg: h.Algorithm, kid: h.KeyID}
-	key, ok := t.r.key(t.ctx, h.KeyID, h.Algorithm)
-	if !ok {
-		t.Fatal("ValidateIdTokenSignature", "no key in the provider's JWKS matches the %s's ID token (kid %q, alg %s)", where, h.KeyID, h.Algorithm)
-	}
-	payload, err := jws.Verify(key)
-	if err != nil {
-		t.Fatal("ValidateIdTokenSignature", "the %s's ID token signature does not verify: %v", where, err)
-	}
 	if err := json.Unmarshal(payload, &tok.claims); err != nil {
 		t.Fatal("ValidateIdToken", "the %s's ID token payload is not a JSON object: %v", where, err)
 	}
 	return t.checkIDTokenClaims(tok, clientID, nonce, where)
+}
+
+// verifyJWS verifies a JWS the provider signed (an ID token, a logout
+// token, a signed userinfo answer) with a key of its JWKS, failing the
+// module on condition otherwise; what names the token in the notes.
+func (t *T) verifyJWS(raw, condition, what string) (jose.Header, []byte) {
+	jws, err := jose.ParseSigned(strings.TrimSpace(raw), signingAlgs)
+	if err != nil {
+		t.Fatal(condition, "%s is not a JWS with an asymmetric algorithm: %v", what, err)
+	}
+	if len(jws.Signatures) != 1 {
+		t.Fatal(condition, "%s has %d signatures", what, len(jws.Signatures))
+	}
+	h := jws.Signatures[0].Header
+	key, ok := t.r.key(t.ctx, h.KeyID, h.Algorithm)
+	if !ok {
+		t.Fatal(condition, "no key in the provider's JWKS matches %s (kid %q, alg %s)", what, h.KeyID, h.Algorithm)
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		t.Fatal(condition, "the signature of %s does not verify: %v", what, err)
+	}
+	return h, payload
 }
 
 // unsignedIDToken decodes an ID token with alg none (RFC 7519 §6: the

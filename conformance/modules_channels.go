@@ -106,19 +106,7 @@ func peekLogoutToken(raw string) *logoutToken {
 // ValidateLogoutTokenClaims, CheckLogoutTokenNoNonce and
 // CheckLogoutTokenHasSubOrSid (Back-Channel Logout 1.0 §2.4, §2.6).
 func (t *T) validateLogoutToken(raw, clientID string) *logoutToken {
-	jws, err := jose.ParseSigned(raw, signingAlgs)
-	if err != nil {
-		t.Fatal("ValidateLogoutTokenSignature", "the logout token is not a JWS with an asymmetric algorithm: %v", err)
-	}
-	h := jws.Signatures[0].Header
-	key, ok := t.r.key(t.ctx, h.KeyID, h.Algorithm)
-	if !ok {
-		t.Fatal("ValidateLogoutTokenSignature", "no published key matches the logout token (kid %q, alg %s)", h.KeyID, h.Algorithm)
-	}
-	payload, err := jws.Verify(key)
-	if err != nil {
-		t.Fatal("ValidateLogoutTokenSignature", "the logout token signature does not verify: %v", err)
-	}
+	h, payload := t.verifyJWS(raw, "ValidateLogoutTokenSignature", "the logout token")
 	lt := &logoutToken{}
 	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok {
 		lt.typ = typ

@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bytes"
 	"encoding/json"
 	"mime"
 	"net/http"
@@ -89,19 +88,7 @@ func moduleUserinfoRS256(t *T) {
 func (t *T) expectSignedUserinfo(header http.Header, body []byte, idt *idToken) claims {
 	mt, _, _ := mime.ParseMediaType(header.Get("Content-Type"))
 	t.Check(mt == "application/jwt", "EnsureContentTypeApplicationJwt", "Content-Type %q, want application/jwt", header.Get("Content-Type"))
-	jws, err := jose.ParseSigned(string(bytes.TrimSpace(body)), signingAlgs)
-	if err != nil || len(jws.Signatures) != 1 {
-		t.Fatal("ValidateUserInfoResponseSignature", "userinfo is not a JWS: %v", err)
-	}
-	h := jws.Signatures[0].Header
-	key, ok := t.r.key(t.ctx, h.KeyID, h.Algorithm)
-	if !ok {
-		t.Fatal("ValidateUserInfoResponseSignature", "no published key matches the userinfo JWT (kid %q, alg %s)", h.KeyID, h.Algorithm)
-	}
-	payload, err := jws.Verify(key)
-	if err != nil {
-		t.Fatal("ValidateUserInfoResponseSignature", "the userinfo JWT's signature does not verify: %v", err)
-	}
+	h, payload := t.verifyJWS(string(body), "ValidateUserInfoResponseSignature", "the userinfo JWT")
 	var c claims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		t.Fatal("ExtractSignedUserInfoFromUserInfoEndpointResponse", "the userinfo JWT's payload is not a JSON object: %v", err)

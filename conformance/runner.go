@@ -198,6 +198,13 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 	}
 	results := make([][]Result, len(runs))
 	sem := make(chan struct{}, r.cfg.Parallel)
+	// Runs going at once sign in as different people: the login app
+	// takes each TOTP time step of a person once, so two runs signing in
+	// as one person at the same moment would refuse each other's codes.
+	free := make(chan *useragent.User, len(r.people))
+	for _, p := range r.people {
+		free <- p
+	}
 	var wg sync.WaitGroup
 	var outMu sync.Mutex
 	for i, rn := range runs {
@@ -206,8 +213,9 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			user := <-free
+			defer func() { free <- user }()
 			ua := useragent.New(r.http, r.cfg.stopPrefixes()...)
-			user := r.people[i%len(r.people)]
 			for _, m := range rn.modules {
 				res := r.runModule(ctx, rn, m, ua, user)
 				results[i] = append(results[i], res)
