@@ -52,26 +52,30 @@ type SessionsRevoked struct {
 	RevokedTokens *int64   `json:"revoked_tokens,omitempty"`
 }
 
-// SSOSessions lists and ends subjects' SSO sessions.
+// SSOSessions lists and ends subjects' SSO sessions. Ending them needs
+// only the store: the logouts they queue are sent by the providers'
+// workers.
 type SSOSessions struct {
-	p *Provider
+	store *store.Store
+	// wake, when set, tells the local provider's worker that logouts
+	// were queued, so they go out at once rather than at its next poll.
+	wake func()
 }
 
 // NewSSOSessions returns the sessions of st, for tools that run without a
 // provider (the CLI). The back-channel logouts it queues are sent by the
 // running providers' workers at their next poll.
-func NewSSOSessions(st *store.Store) *SSOSessions {
-	// Ending sessions and queueing their logouts needs only the store.
-	return &SSOSessions{p: &Provider{store: st}}
-}
+func NewSSOSessions(st *store.Store) *SSOSessions { return &SSOSessions{store: st} }
 
 // ssoSessions returns the provider's sessions, whose logouts its own
 // worker sends at once.
-func (p *Provider) ssoSessions() *SSOSessions { return &SSOSessions{p: p} }
+func (p *Provider) ssoSessions() *SSOSessions {
+	return &SSOSessions{store: p.store, wake: p.wakeBackchannel}
+}
 
 // List returns a subject's live sessions, oldest first.
 func (s *SSOSessions) List(ctx context.Context, subject string) (*SessionList, error) {
-	live, err := s.p.store.ListLoginSessionsBySubject(ctx, subject)
+	live, err := s.store.ListLoginSessionsBySubject(ctx, subject)
 	if err != nil {
 		return nil, err
 	}
@@ -103,9 +107,9 @@ func (s *SSOSessions) List(ctx context.Context, subject string) (*SessionList, e
 // subject got outside them, in another session or without a browser, stay.
 // A sid that is not one of the subject's sessions is store.ErrNotFound.
 func (s *SSOSessions) Revoke(ctx context.Context, subject, sid string, revokeTokens bool) (*SessionsRevoked, error) {
-	st := s.p.store
+	st := s.store
 	var revoked int64
-	ended, err := s.p.endSessions(ctx, func(ctx context.Context) ([]*store.EndedSession, error) {
+	ended, err := s.end(ctx, func(ctx context.Context) ([]*store.EndedSession, error) {
 		var ended []*store.EndedSession
 		if sid == "" {
 			all, err := st.EndLoginSessionsBySubject(ctx, subject)

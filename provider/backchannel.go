@@ -34,32 +34,34 @@ const backchannelLogoutEvent = "http://schemas.openid.net/event/backchannel-logo
 // replayed; §4 recommends at most two minutes.
 const logoutTokenLifespan = 2 * time.Minute
 
-// endSessions ends SSO sessions with end and, in the same transaction,
-// queues the back-channel logouts of their clients, then wakes the worker.
-// It returns what end ended.
-func (p *Provider) endSessions(ctx context.Context, end func(ctx context.Context) ([]*store.EndedSession, error)) ([]*store.EndedSession, error) {
+// end ends SSO sessions with endFn and, in the same transaction, queues
+// the back-channel logouts of their clients, then wakes the local worker
+// if there is one. It returns what endFn ended.
+func (s *SSOSessions) end(ctx context.Context, endFn func(ctx context.Context) ([]*store.EndedSession, error)) ([]*store.EndedSession, error) {
 	var ended []*store.EndedSession
-	err := p.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
-		if ended, err = end(ctx); err != nil {
+		if ended, err = endFn(ctx); err != nil {
 			return err
 		}
-		return p.queueBackchannelLogouts(ctx, ended)
+		return s.queueBackchannelLogouts(ctx, ended)
 	})
 	if err != nil {
 		return nil, err
 	}
-	p.wakeBackchannel()
+	if s.wake != nil {
+		s.wake()
+	}
 	return ended, nil
 }
 
 // queueBackchannelLogouts queues a logout token for every client of the
 // ended sessions that registered a backchannel_logout_uri.
-func (p *Provider) queueBackchannelLogouts(ctx context.Context, ended []*store.EndedSession) error {
+func (s *SSOSessions) queueBackchannelLogouts(ctx context.Context, ended []*store.EndedSession) error {
 	var logouts []*store.BackchannelLogout
 	for _, es := range ended {
 		for _, id := range es.ClientIDs {
-			c, err := p.sessionClient(ctx, id)
+			c, err := sessionClient(ctx, s.store, id)
 			if err != nil {
 				return err
 			}
@@ -69,7 +71,7 @@ func (p *Provider) queueBackchannelLogouts(ctx context.Context, ended []*store.E
 			logouts = append(logouts, &store.BackchannelLogout{ClientID: id, SID: es.SID, Subject: es.Subject})
 		}
 	}
-	if err := p.store.EnqueueBackchannelLogouts(ctx, logouts); err != nil {
+	if err := s.store.EnqueueBackchannelLogouts(ctx, logouts); err != nil {
 		return fmt.Errorf("queue back-channel logouts: %w", err)
 	}
 	return nil
@@ -78,7 +80,11 @@ func (p *Provider) queueBackchannelLogouts(ctx context.Context, ended []*store.E
 // sessionClient loads a client that took part in a session; nil when it
 // has been deleted since.
 func (p *Provider) sessionClient(ctx context.Context, id string) (*store.Client, error) {
-	fc, err := p.store.GetClient(ctx, id)
+	return sessionClient(ctx, p.store, id)
+}
+
+func sessionClient(ctx context.Context, st *store.Store, id string) (*store.Client, error) {
+	fc, err := st.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}

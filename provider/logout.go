@@ -265,7 +265,7 @@ func (p *Provider) endBrowserSession(ctx context.Context, w http.ResponseWriter,
 	}
 	var ended *store.EndedSession
 	if ls != nil {
-		all, err := p.endSessions(ctx, func(ctx context.Context) ([]*store.EndedSession, error) {
+		all, err := p.ssoSessions().end(ctx, func(ctx context.Context) ([]*store.EndedSession, error) {
 			es, err := p.store.EndLoginSession(ctx, ck.Value)
 			if err != nil {
 				return nil, err
