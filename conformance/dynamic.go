@@ -26,12 +26,9 @@ const dynamicRedirectURI = "https://rp.dynamic.conformance.invalid/callback"
 
 // dynamicClient is what the runner keeps about a client it registered.
 type dynamicClient struct {
-	// key signs client assertions and request objects; keys is the set
-	// the client registered (by value or at jwksURL).
-	key     jose.JSONWebKey
-	jwksURL string
-	// registered is the registration response.
-	registered claims
+	// key signs client assertions and request objects; its public half
+	// is what the client registered (by value or at a jwks_uri).
+	key jose.JSONWebKey
 	// auth is the registered token_endpoint_auth_method.
 	auth string
 	// assertionAud, when set, replaces the token endpoint as the client
@@ -112,7 +109,7 @@ func mustJSON(v any) []byte {
 // publish serves a document on the runner's relying-party server and
 // returns its path there and its URL as the provider reaches it.
 func (t *T) publish(contentType string, body []byte) (path, u string) {
-	if t.r.rp == nil || t.r.cfg.RPURL == "" {
+	if !t.r.rpServed || t.r.cfg.RPURL == "" {
 		t.Skip("the configuration has no rp_url, where the runner serves what this module registers by reference")
 	}
 	path = "/doc/" + random()
@@ -159,7 +156,7 @@ func (t *T) register(reg *registration) Client {
 	}
 	t.Check(body.str("error") == "", "CheckNoErrorFromDynamicRegistrationEndpoint", "error %v", body["error"])
 	c := Client{ID: body.str("client_id"), Secret: body.str("client_secret"), RedirectURI: dynamicRedirectURI,
-		dynamic: &dynamicClient{key: reg.key, registered: body, auth: reg.meta["token_endpoint_auth_method"].(string)}}
+		dynamic: &dynamicClient{key: reg.key, auth: reg.meta["token_endpoint_auth_method"].(string)}}
 	if c.ID == "" {
 		t.Fatal("VerifyDynamicRegistrationResponseClientCredentials", "no client_id in the registration response")
 	}
@@ -170,9 +167,6 @@ func (t *T) register(reg *registration) Client {
 	// VerifyClientManagementCredentials: both or neither.
 	t.Check((regURI == "") == (token == ""), "VerifyClientManagementCredentials",
 		"registration_client_uri %q and registration_access_token must come together", regURI)
-	if u, _ := reg.meta["jwks_uri"].(string); u != "" {
-		c.dynamic.jwksURL = u
-	}
 	if regURI != "" {
 		t.cleanups = append(t.cleanups, func() { t.unregister(regURI, token) })
 	}

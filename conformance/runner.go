@@ -31,6 +31,9 @@ type Runner struct {
 	// (otherwise Config.RPListen is listened on, if set).
 	RPListener net.Listener
 	rp         *rpServer
+	// rpServed says the relying-party endpoints are served: on
+	// RPListener, or by whoever asked for RPHandler.
+	rpServed bool
 
 	meta    *metadata
 	rawMeta map[string]any
@@ -93,7 +96,10 @@ func New(ctx context.Context, cfg *Config, client *http.Client, out io.Writer) (
 // RPHandler serves the runner's relying-party endpoints, for a caller
 // that runs the server itself (a test's TLS server) instead of setting
 // RPListener.
-func (r *Runner) RPHandler() http.Handler { return r.rp.mux }
+func (r *Runner) RPHandler() http.Handler {
+	r.rpServed = true
+	return r.rp.mux
+}
 
 // get fetches a URL as the relying party does.
 func (r *Runner) get(ctx context.Context, u string) (int, http.Header, []byte, error) {
@@ -193,8 +199,9 @@ func (r *Runner) Run(ctx context.Context, plans ...string) ([]Result, error) {
 		}
 		r.RPListener = ln
 	}
-	if r.RPListener != nil {
+	if r.RPListener != nil && !r.rpServed {
 		r.rp.serve(ctx, r.RPListener)
+		r.rpServed = true
 	}
 	results := make([][]Result, len(runs))
 	sem := make(chan struct{}, r.cfg.Parallel)
