@@ -282,11 +282,11 @@ func (a *App) signInTOTPSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg != "" {
-		a.metrics.challenges.WithLabelValues("totp", "failure").Inc()
+		a.metrics.challenges.WithLabelValues("totp", resultFailure).Inc()
 		a.showTOTPSetup(w, r, http.StatusBadRequest, user, "/login/setup-totp", msg)
 		return
 	}
-	a.metrics.challenges.WithLabelValues("totp", "success").Inc()
+	a.metrics.challenges.WithLabelValues("totp", resultSuccess).Inc()
 	p.AMR = withAMR(p.AMR, "otp", "mfa")
 	a.finish(w, r, p)
 }

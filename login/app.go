@@ -121,6 +121,14 @@ func (a *App) Mount(rest http.Handler) http.Handler {
 	return mux
 }
 
+// Ready reports whether the app can serve: its database answers.
+func (a *App) Ready(ctx context.Context) error {
+	if err := a.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
 // url returns the absolute URL of one of the app's own paths.
 func (a *App) url(path string) string { return a.cfg.PublicURL + path }
 

@@ -64,26 +64,26 @@ func (a *App) upstreamReturn(w http.ResponseWriter, r *http.Request) {
 	var c ceremony
 	if err := a.cookies.openSealed(r, cookieCeremony, &c); err != nil || c.Purpose != "upstream" || c.Upstream != name ||
 		subtle.ConstantTimeCompare([]byte(c.OAuth), []byte(q.Get("state"))) != 1 {
-		a.metrics.signIns.WithLabelValues("upstream", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(methodUpstream, resultFailure).Inc()
 		a.pages.fail(w, r, http.StatusBadRequest, "This sign-in took too long or did not start here. Go back and try again.")
 		return
 	}
 	a.cookies.clear(w, cookieCeremony)
 	if e := q.Get("error"); e != "" {
-		a.metrics.signIns.WithLabelValues("upstream", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(methodUpstream, resultFailure).Inc()
 		a.pages.fail(w, r, http.StatusUnauthorized, u.DisplayName()+" did not sign you in ("+e+"). Go back and try again, or sign in another way.")
 		return
 	}
 	id, err := u.Exchange(ctx, a.upstreamCallback(name), q.Get("code"), c.Verifier, c.Nonce)
 	if err != nil {
 		a.cfg.Log.WarnContext(ctx, "upstream sign-in failed", "upstream", name, "error", err)
-		a.metrics.signIns.WithLabelValues("upstream", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(methodUpstream, resultFailure).Inc()
 		a.pages.fail(w, r, http.StatusBadGateway, u.DisplayName()+" sign-in failed. Try again, or sign in another way.")
 		return
 	}
 	user, err := a.federatedUser(ctx, u, id)
 	if errors.Is(err, errAmbiguousEmail) {
-		a.metrics.signIns.WithLabelValues("upstream", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(methodUpstream, resultFailure).Inc()
 		a.pages.fail(w, r, http.StatusConflict, "Several accounts use this email address, so it cannot be linked. Ask an administrator.")
 		return
 	}
@@ -92,7 +92,7 @@ func (a *App) upstreamReturn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if user.Disabled {
-		a.metrics.signIns.WithLabelValues("upstream", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(methodUpstream, resultFailure).Inc()
 		a.pages.fail(w, r, http.StatusForbidden, "This account cannot sign in.")
 		return
 	}

@@ -48,9 +48,11 @@ func (a *App) passwordCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.TOTP || f.Passkeys > 0 {
+		a.metrics.signIns.WithLabelValues(methodPasswordGrant, resultFailure).Inc()
 		writeJSONError(w, http.StatusForbidden, "mfa_required", "This account signs in with a second factor.")
 		return
 	}
+	a.metrics.signIns.WithLabelValues(methodPasswordGrant, resultSuccess).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"subject": user.ID})
 }

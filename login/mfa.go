@@ -112,7 +112,7 @@ func (a *App) codeStep(w http.ResponseWriter, r *http.Request, method string, ch
 		return
 	}
 	if wait > 0 {
-		a.metrics.challenges.WithLabelValues(method, "throttled").Inc()
+		a.metrics.challenges.WithLabelValues(method, resultThrottled).Inc()
 		a.showSecondFactor(w, r, http.StatusTooManyRequests, p, user, false, waitMessage(wait))
 		return
 	}
@@ -122,7 +122,7 @@ func (a *App) codeStep(w http.ResponseWriter, r *http.Request, method string, ch
 		return
 	}
 	if msg != "" {
-		a.metrics.challenges.WithLabelValues(method, "failure").Inc()
+		a.metrics.challenges.WithLabelValues(method, resultFailure).Inc()
 		// A mistyped email code can be typed again without a new email.
 		a.showSecondFactor(w, r, http.StatusUnauthorized, p, user, method == "email", msg)
 		return
@@ -131,7 +131,7 @@ func (a *App) codeStep(w http.ResponseWriter, r *http.Request, method string, ch
 		a.serverError(w, r, err)
 		return
 	}
-	a.metrics.challenges.WithLabelValues(method, "success").Inc()
+	a.metrics.challenges.WithLabelValues(method, resultSuccess).Inc()
 	p.AMR = withAMR(p.AMR, append(amr, "mfa")...)
 	a.finish(w, r, p)
 }
@@ -231,7 +231,7 @@ func (a *App) sendEmailCode(w http.ResponseWriter, r *http.Request) {
 	err = a.store.CreateOneTimeCode(ctx, user.ID, emailPurpose, a.cookies.codeHash(user.ID, emailPurpose, code),
 		lim.EmailCodeTTL, lim.EmailCodesPerWindow, lim.EmailCodeWindow)
 	if errors.Is(err, store.ErrTooManyOneTimeCodes) {
-		a.metrics.challenges.WithLabelValues("email", "throttled").Inc()
+		a.metrics.challenges.WithLabelValues("email", resultThrottled).Inc()
 		a.showSecondFactor(w, r, http.StatusTooManyRequests, p, user, false,
 			fmt.Sprintf("You were sent as many codes as allowed. Use the last one, or wait up to %d minutes before asking for another.", int(lim.EmailCodeWindow.Minutes())))
 		return
@@ -250,7 +250,7 @@ func (a *App) sendEmailCode(w http.ResponseWriter, r *http.Request) {
 		a.serverError(w, r, fmt.Errorf("send sign-in code: %w", err))
 		return
 	}
-	a.metrics.challenges.WithLabelValues("email", "sent").Inc()
+	a.metrics.challenges.WithLabelValues("email", resultSent).Inc()
 	redirect(w, r, a.url("/login/second-factor?sent=1"))
 }
 
@@ -266,7 +266,7 @@ func (a *App) verifyPasskey(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var c ceremony
 	if err := a.cookies.openSealed(r, cookieCeremony, &c); err != nil || c.Purpose != "mfa" || c.Challenge != p.Challenge || p.Method == "passkey" {
-		a.metrics.challenges.WithLabelValues("webauthn", "failure").Inc()
+		a.metrics.challenges.WithLabelValues("webauthn", resultFailure).Inc()
 		a.showSecondFactor(w, r, http.StatusBadRequest, p, user, false, "The passkey request expired. Try again.")
 		return
 	}
@@ -282,11 +282,11 @@ func (a *App) verifyPasskey(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		a.cfg.Log.InfoContext(ctx, "passkey refused", "user", user.ID, "error", err)
-		a.metrics.challenges.WithLabelValues("webauthn", "failure").Inc()
+		a.metrics.challenges.WithLabelValues("webauthn", resultFailure).Inc()
 		a.showSecondFactor(w, r, http.StatusUnauthorized, p, user, false, "That passkey could not be verified. Try again or use another way.")
 		return
 	}
-	a.metrics.challenges.WithLabelValues("webauthn", "success").Inc()
+	a.metrics.challenges.WithLabelValues("webauthn", resultSuccess).Inc()
 	p.AMR = withAMR(p.AMR, append(as.AMR, "mfa")...)
 	a.finish(w, r, p)
 }
@@ -306,7 +306,7 @@ func (a *App) signInPasskey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fail := func(msg string) {
-		a.metrics.signIns.WithLabelValues("passkey", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(methodPasskey, resultFailure).Inc()
 		a.showSignIn(w, r, http.StatusUnauthorized, ch, next, "", false, msg)
 	}
 	var c ceremony

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/gorilla/mux"
+
+	"github.com/latchkey-oidc/latchkey/provider/observe"
 )
 
 // routes is the login app's whole surface, relative to its base path.
@@ -55,6 +57,8 @@ func (a *App) routes() http.Handler {
 	}
 	r.PathPrefix("/static/").Handler(http.StripPrefix("/static/", http.FileServerFS(static))).Methods("GET", "HEAD")
 	r.Handle("/", http.RedirectHandler(a.url("/account"), http.StatusFound)).Methods("GET")
+	// Metrics and logs name routes as browsers see them, under the base.
+	r.Use(observe.NameRoutes(func(t string) string { return a.base + t }))
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.pages.fail(w, r, http.StatusNotFound, "There is no such page.")
 	})

@@ -158,12 +158,16 @@ func (a *App) signInPassword(w http.ResponseWriter, r *http.Request) {
 // limit (the password grant, where the provider is the caller).
 func (a *App) checkPassword(ctx context.Context, source, username, password string) (*store.User, time.Duration, error) {
 	lim := a.cfg.Limits
+	method := methodPassword
+	if source == "" {
+		method = methodPasswordGrant
+	}
 	srcKey := "password:source:" + source
 	if source != "" {
 		wait, err := a.throttle.locked(ctx, srcKey, lim.PasswordPerSource)
 		if err != nil || wait > 0 {
 			if wait > 0 {
-				a.metrics.signIns.WithLabelValues("password", "throttled").Inc()
+				a.metrics.signIns.WithLabelValues(method, resultThrottled).Inc()
 			}
 			return nil, wait, err
 		}
@@ -172,7 +176,7 @@ func (a *App) checkPassword(ctx context.Context, source, username, password stri
 	wait, err := a.throttle.reserve(ctx, "password", acctKey, lim.PasswordPerAccount)
 	if err != nil || wait > 0 {
 		if wait > 0 {
-			a.metrics.signIns.WithLabelValues("password", "throttled").Inc()
+			a.metrics.signIns.WithLabelValues(method, resultThrottled).Inc()
 		}
 		return nil, wait, err
 	}
@@ -190,7 +194,7 @@ func (a *App) checkPassword(ctx context.Context, source, username, password stri
 		return nil, 0, err
 	}
 	if !ok || user.Disabled {
-		a.metrics.signIns.WithLabelValues("password", "failure").Inc()
+		a.metrics.signIns.WithLabelValues(method, resultFailure).Inc()
 		if source != "" {
 			if err := a.throttle.fail(ctx, "password_source", srcKey, lim.PasswordPerSource); err != nil {
 				return nil, 0, err
@@ -302,7 +306,7 @@ func (a *App) finish(w http.ResponseWriter, r *http.Request, p *signInProgress) 
 	}
 	a.cookies.set(w, cookieAccount, sess.ID, 0)
 	a.cookies.clear(w, cookieProgress)
-	a.metrics.signIns.WithLabelValues(p.Method, "success").Inc()
+	a.metrics.signIns.WithLabelValues(p.Method, resultSuccess).Inc()
 	if p.Challenge == "" {
 		redirect(w, r, a.url(cmp.Or(p.Next, "/account")))
 		return

@@ -314,7 +314,7 @@ func randomClientID() string {
 var (
 	supportedGrantTypes = []string{
 		"authorization_code", "implicit", "refresh_token", "client_credentials", "password",
-		"urn:ietf:params:oauth:grant-type:device_code",
+		deviceGrantType,
 	}
 	supportedAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
 	// supportedResponseTypes are in canonical word order (see

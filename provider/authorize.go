@@ -192,6 +192,7 @@ func (p *Provider) redirectToLogin(w http.ResponseWriter, r *http.Request, ar fo
 		p.writeAuthorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
+	p.metrics.authorize.WithLabelValues(responseTypeLabel(ar), authorizeLogin).Inc()
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -269,6 +270,7 @@ func (p *Provider) redirectToConsent(w http.ResponseWriter, r *http.Request, ar 
 		p.writeAuthorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
+	p.metrics.authorize.WithLabelValues(responseTypeLabel(ar), authorizeLogin).Inc()
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -508,5 +510,7 @@ func (p *Provider) finishAuthorize(w http.ResponseWriter, r *http.Request, ar fo
 		params.Del("state") // fosite adds an empty one when none was sent
 	}
 	params.Set("iss", p.cfg.Issuer)
+	p.metrics.authorize.WithLabelValues(responseTypeLabel(ar), authorizeIssued).Inc()
+	p.metrics.issued(client.ID, grantLabelImplicit, params.Get("access_token") != "", false, params.Get("id_token") != "")
 	p.writeAuthorizeRedirect(w, ar, params)
 }

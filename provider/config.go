@@ -65,6 +65,11 @@ type Config struct {
 	// KeyRotateEvery is the age at which a current signing key is rotated;
 	// default 30 days.
 	KeyRotateEvery time.Duration
+	// KeyRefreshInterval is how often the provider checks the store for
+	// keys another replica rotated, and rotates keys that are due; default
+	// 1 minute. A key rotated on one replica is served by every other
+	// within it.
+	KeyRefreshInterval time.Duration
 
 	// RegistrationPolicy says who may register clients at /oauth2/register
 	// (RFC 7591): closed (the default: no endpoint), open, or token.
@@ -84,6 +89,9 @@ type Config struct {
 	// Registerer, when set, gets the provider's Prometheus metrics; nil
 	// registers none.
 	Registerer prometheus.Registerer
+	// MetricsPerClient adds latchkey_client_tokens_issued_total, labelled
+	// by client_id. Off by default: one series per client and grant.
+	MetricsPerClient bool
 }
 
 // BackchannelLogoutConfig tunes how logout tokens reach the clients'
@@ -122,6 +130,7 @@ const (
 	defaultChallengeLifespan     = 30 * time.Minute
 	defaultSessionLifespan       = 30 * 24 * time.Hour
 	defaultKeyRotateEvery        = 30 * 24 * time.Hour
+	defaultKeyRefreshInterval    = time.Minute
 )
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -170,6 +179,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.ChallengeLifespan = orDefault(c.ChallengeLifespan, defaultChallengeLifespan)
 	c.SessionLifespan = orDefault(c.SessionLifespan, defaultSessionLifespan)
 	c.KeyRotateEvery = orDefault(c.KeyRotateEvery, defaultKeyRotateEvery)
+	c.KeyRefreshInterval = orDefault(c.KeyRefreshInterval, defaultKeyRefreshInterval)
 	if len(c.KeyAlgs) == 0 {
 		c.KeyAlgs = []string{"RS256", "ES256", "EdDSA"}
 	}

@@ -29,6 +29,9 @@ import (
 // challenge unless the SSO session will do → consent challenge →
 // finishDevice, which records the decision the device's next poll finds.
 
+// deviceGrantType is the grant_type of the device's token requests.
+const deviceGrantType = "urn:ietf:params:oauth:grant-type:device_code"
+
 // User-code guessing limits (RFC 8628 §5.1). The code space is 20^8; each
 // challenge may try a few codes, and all challenges together a bounded
 // number per window, so guessing a live code stays improbable. The global

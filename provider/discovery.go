@@ -92,7 +92,7 @@ func (p *Provider) discoveryMetadata(r *http.Request) discoveryDocument {
 			"authorization_code", "implicit", "refresh_token", "client_credentials",
 			// The password grant works only for clients that list it.
 			"password",
-			"urn:ietf:params:oauth:grant-type:device_code",
+			deviceGrantType,
 		},
 		SubjectTypesSupported:        []string{"public", subjectPairwise},
 		AcrValuesSupported:           p.cfg.AcrValues,

@@ -83,6 +83,7 @@ func (p *Provider) writeAuthorizeError(w http.ResponseWriter, r *http.Request, a
 		p.log.ErrorContext(r.Context(), "authorize", "err", err, "debug", rfcErr.GetDescription()+" "+rfcErr.DebugField)
 	}
 	if ar == nil || !ar.IsRedirectURIValid() {
+		p.metrics.authorize.WithLabelValues(responseTypeLabel(ar), authorizeRefused).Inc()
 		status := rfcErr.CodeField
 		if status < 400 {
 			status = http.StatusBadRequest
@@ -90,6 +91,7 @@ func (p *Provider) writeAuthorizeError(w http.ResponseWriter, r *http.Request, a
 		p.errorPage(w, status, "The sign-in request is not valid", rfcErr.ErrorField, rfcErr.GetDescription())
 		return
 	}
+	p.metrics.authorize.WithLabelValues(responseTypeLabel(ar), authorizeError).Inc()
 	params := url.Values{"error": {rfcErr.ErrorField}}
 	if d := rfcErr.GetDescription(); d != "" {
 		params.Set("error_description", d)

@@ -19,6 +19,8 @@ import (
 // (notes §7 #18).
 func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	result := resultError
+	defer func() { p.metrics.introspection.WithLabelValues(result).Inc() }()
 	if !parseClientForm(w, r) {
 		return
 	}
@@ -48,13 +50,16 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "server_error", "The token could not be checked; try again.")
 			return
 		}
+		result = introspectInactive
 		writeInactive(w)
 		return
 	}
 	if !mayIntrospect(client.GetID(), tu, ar) {
+		result = introspectInactive
 		writeInactive(w)
 		return
 	}
+	result = introspectActive
 	writeJSON(w, http.StatusOK, p.introspection(tu, ar))
 }
 

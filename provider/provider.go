@@ -73,11 +73,11 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compose fosite: %w", err)
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, cfg.MetricsPerClient)
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{
+	p := &Provider{
 		cfg:     cfg,
 		store:   st,
 		oauth:   f,
@@ -92,7 +92,22 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 		backchannelHTTP: noRedirects(cfg.HTTPClient),
 		backchannelWake: make(chan struct{}, 1),
 		pairwiseKey:     pairwiseKey,
-	}, nil
+	}
+	if cfg.Registerer != nil {
+		if err := registerReplacing(cfg.Registerer, newStateCollector(p)); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Ready reports whether the provider can serve: the database answers and
+// every configured algorithm has a signing key.
+func (p *Provider) Ready(ctx context.Context) error {
+	if err := p.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return p.keys.Usable()
 }
 
 // Issuer returns the issuer URL.
@@ -106,7 +121,7 @@ func (p *Provider) Keys() *keys.Ring { return p.keys }
 // deletes expired rows, and delivers back-channel logouts.
 func (p *Provider) Run(ctx context.Context) {
 	done := make(chan struct{}, 4)
-	go func() { p.keys.Run(ctx, time.Minute); done <- struct{}{} }()
+	go func() { p.keys.Run(ctx, p.cfg.KeyRefreshInterval); done <- struct{}{} }()
 	go func() { p.runBackchannelLogouts(ctx); done <- struct{}{} }()
 	go func() { p.store.WatchCaches(ctx, 5*time.Second, p.log); done <- struct{}{} }()
 	go func() {

@@ -17,6 +17,8 @@ import (
 // caller's business.
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	result := resultError
+	defer func() { p.metrics.revocation.WithLabelValues(result).Inc() }()
 	if !parseClientForm(w, r) {
 		return
 	}
@@ -34,6 +36,7 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	if err == nil || errors.Is(err, fosite.ErrUnauthorizedClient) {
 		// ErrUnauthorizedClient: the token is another client's. It stays
 		// valid, and the caller cannot tell.
+		result = resultRevoked
 		p.oauth.WriteRevocationResponse(ctx, w, nil)
 		return
 	}

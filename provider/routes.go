@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
+
+	"github.com/latchkey-oidc/latchkey/provider/observe"
 )
 
 // The public endpoints, relative to the issuer URL.
@@ -74,6 +76,9 @@ func (p *Provider) PublicHandler() http.Handler {
 	for _, rt := range routes {
 		s.HandleFunc(rt.path, rt.handler).Methods(slices.Clone(rt.methods)...)
 	}
+	// Metrics and logs name routes relative to the issuer, the same on
+	// every deployment.
+	r.Use(observe.NameRoutes(func(t string) string { return strings.TrimPrefix(t, p.urls.prefix) }))
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	return securityHeaders(r)
@@ -117,6 +122,7 @@ func (p *Provider) AdminHandler() http.Handler {
 	for _, rt := range routes {
 		r.HandleFunc(rt.path, rt.handler).Methods(slices.Clone(rt.methods)...)
 	}
+	r.Use(observe.NameRoutes(nil))
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	return securityHeaders(p.requireAdminToken(r))

@@ -22,6 +22,11 @@ import (
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	ctx := tokenEndpointContext(r.Context())
 	sess := NewSession()
+	grant := grantLabelUnsupported
+	if r.ParseForm() == nil {
+		grant = grantLabel(r.PostForm.Get("grant_type"))
+	}
+	p.metrics.tokenRequests.WithLabelValues(grant).Inc()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		p.writeTokenError(w, r, ar, err)
@@ -54,6 +59,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeTokenError(w, r, ar, err)
 		return
 	}
+	p.metrics.issued(ar.GetClient().GetID(), grant, true, resp.GetExtra("refresh_token") != nil, resp.GetExtra("id_token") != nil)
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -69,6 +75,7 @@ func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fo
 	if rfcErr.CodeField >= 500 {
 		p.log.ErrorContext(r.Context(), "token endpoint", "path", r.URL.Path, "err", err, "debug", rfcErr.DebugField)
 	}
+	p.metrics.tokenErrors.WithLabelValues(grantLabel(r.PostForm.Get("grant_type")), errorLabel(fosite.ErrorToRFC6749Error(err).ErrorField)).Inc()
 	if ar == nil {
 		ar = fosite.NewAccessRequest(NewSession())
 	}

@@ -358,3 +358,13 @@ func (s *Store) EndLoginSessionBySID(ctx context.Context, subject, sid string) (
 	}
 	return ended, nil
 }
+
+// CountLoginSessions returns how many SSO sessions have not expired, for
+// the active sessions gauge.
+func (s *Store) CountLoginSessions(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.get(ctx, &n, `SELECT COUNT(*) FROM login_sessions WHERE expires_at > ?`, s.now()); err != nil {
+		return 0, fmt.Errorf("count login sessions: %w", err)
+	}
+	return n, nil
+}

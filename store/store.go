@@ -20,6 +20,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Store implements every storage interface of Latchkey's fosite composition
@@ -187,8 +189,11 @@ func (s *Store) Dialect() string { return string(s.dialect) }
 // database (not counting BEGIN and COMMIT).
 func (s *Store) Statements() int64 { return s.statements.Load() }
 
-// DBStats returns the connection pool statistics, for metrics.
-func (s *Store) DBStats() sql.DBStats { return s.db.Stats() }
+// PoolCollector exports the connection pool statistics as Prometheus
+// metrics (go_sql_*, with db_name="latchkey").
+func (s *Store) PoolCollector() prometheus.Collector {
+	return collectors.NewDBStatsCollector(s.db.DB, "latchkey")
+}
 
 func (s *Store) now() time.Time { return utc(s.opts.Now()) }
 

@@ -15,9 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/latchkey-oidc/latchkey/provider/observe"
 	"github.com/latchkey-oidc/latchkey/store"
 )
 
@@ -72,8 +74,14 @@ var settingDefs = map[string]setting{
 		usage: "SMTP transport security: starttls, tls, or none (loopback only)"},
 	"upstreams": {env: "LATCHKEY_UPSTREAMS",
 		usage: "YAML or JSON file listing upstream OpenID providers people may sign in with"},
-	"log-format": {env: "LATCHKEY_LOG_FORMAT", def: "text",
-		usage: "log format: text or json"},
+	"log-format": {env: "LATCHKEY_LOG_FORMAT", def: "auto",
+		usage: "log format: text, json, or auto (text on a terminal, else json)"},
+	"metrics-addr": {env: "LATCHKEY_METRICS_ADDR", def: "127.0.0.1:9464",
+		usage: "listen address of the Prometheus /metrics endpoint (and /health/*), or off"},
+	"metrics-per-client": {env: "LATCHKEY_METRICS_PER_CLIENT", isBool: true,
+		usage: "add latchkey_client_tokens_issued_total, labelled by client_id (one series per client and grant)"},
+	"key-refresh-interval": {env: "LATCHKEY_KEY_REFRESH_INTERVAL", def: "1m",
+		usage: "how often the provider looks for signing keys another replica rotated, and rotates keys that are due"},
 	"log-level": {env: "LATCHKEY_LOG_LEVEL", def: "info",
 		usage: "log level: debug, info, warn or error"},
 }
@@ -408,14 +416,45 @@ func (s *settings) newLogger(w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	switch f := s.get("log-format"); f {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("--log-format %q: use text or json", f)
+	f := s.get("log-format")
+	if f == "auto" {
+		f = "json"
+		if isTerminal(w) {
+			f = "text"
+		}
 	}
+	var h slog.Handler
+	switch f {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text, json or auto", f)
+	}
+	// Lines logged while serving a request carry its request_id.
+	return slog.New(observe.LogHandler(h)), nil
+}
+
+// isTerminal reports whether w is a terminal (a character device), where
+// people read logs rather than collectors.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// duration returns a duration setting.
+func (s *settings) duration(name string) (time.Duration, error) {
+	v := s.get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--%s: %q is not a positive duration such as 30s or 5m", name, v)
+	}
+	return d, nil
 }
 
 // withLog adds the log settings to names.

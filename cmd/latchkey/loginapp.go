@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/latchkey-oidc/latchkey/login"
@@ -21,7 +22,7 @@ var loginSettings = []string{"smtp-addr", "smtp-from", "smtp-username", "smtp-pa
 
 // newLoginApp builds the login app from the settings: publicURL is where
 // browsers reach it, adminURL the provider's admin API.
-func newLoginApp(ctx context.Context, s *settings, st *store.Store, log *slog.Logger, issuer, publicURL, adminURL, adminToken string, secret []byte, old [][]byte, dev bool) (*login.App, error) {
+func newLoginApp(ctx context.Context, s *settings, st *store.Store, log *slog.Logger, reg prometheus.Registerer, issuer, publicURL, adminURL, adminToken string, secret []byte, old [][]byte, dev bool) (*login.App, error) {
 	sender, err := s.mailSender(log)
 	if err != nil {
 		return nil, err
@@ -41,6 +42,7 @@ func newLoginApp(ctx context.Context, s *settings, st *store.Store, log *slog.Lo
 		Mail:       sender,
 		Upstreams:  ups,
 		Log:        log.With("app", "login"),
+		Registerer: reg,
 	})
 }
 

@@ -23,7 +23,7 @@ const shutdownTimeout = 10 * time.Second
 var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
-	"registration", "registration-tokens",
+	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login
@@ -69,6 +69,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	perClient, err := s.bool("metrics-per-client")
+	if err != nil {
+		return err
+	}
+	keyRefresh, err := s.duration("key-refresh-interval")
+	if err != nil {
+		return err
+	}
 	if mode == "login" {
 		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev)
 	}
@@ -101,12 +109,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 		RegistrationPolicy: registration,
 		RegistrationTokens: registrationTokens,
+		KeyRefreshInterval: keyRefresh,
+		MetricsPerClient:   perClient,
 	}
 	st, err := s.openStore(ctx, provider.StoreOptions(cfg), true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	tel, err := newTelemetry(log, st)
+	if err != nil {
+		return err
+	}
+	cfg.Registerer = tel.reg
 	p, err := provider.New(ctx, st, cfg)
 	if err != nil {
 		return err
@@ -119,7 +134,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if loginURL == "" {
 			loginURL = p.Issuer() + "/login"
 		}
-		app, err := newLoginApp(ctx, s, st, log, p.Issuer(), loginURL, adminURL, adminToken, secret, oldSecrets, dev)
+		app, err := newLoginApp(ctx, s, st, log, tel.reg, p.Issuer(), loginURL, adminURL, adminToken, secret, oldSecrets, dev)
 		if err != nil {
 			return err
 		}
@@ -127,15 +142,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		loginWhere = loginURL
 	}
 
-	fmt.Fprintf(stdout, "Latchkey %s is serving.\n  issuer       %s\n  public       %s\n  login app    %s\n  admin API    %s\n  admin token  %s\n  database     %s\n",
-		version, p.Issuer(), publicURL, loginWhere, adminURL, tokenWhere, s.databaseName())
+	metricsLn, err := tel.metricsListener(s, p.Ready)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Latchkey %s is serving.\n  issuer       %s\n  public       %s\n  login app    %s\n  admin API    %s\n  admin token  %s\n  metrics      %s\n  database     %s\n",
+		version, p.Issuer(), publicURL, loginWhere, adminURL, tokenWhere, metricsWhere(metricsLn), s.databaseName())
 	log.Info("serving", "version", version, "issuer", p.Issuer(), "public", publicURL, "admin", adminURL, "dev", dev,
-		"registration", string(registration))
+		"registration", string(registration), "metrics", metricsWhere(metricsLn))
 
-	return serveUntilDone(ctx, log, p.Run, []listener{
-		{"public", publicLn, public},
-		{"admin", adminLn, p.AdminHandler()},
-	})
+	return serveUntilDone(ctx, log, p.Run, append([]listener{
+		tel.listener("public", publicLn, public, p.Ready),
+		tel.listener("admin", adminLn, p.AdminHandler(), p.Ready),
+	}, metricsLn...))
+}
+
+// metricsWhere says where /metrics is served, for the start-up message.
+func metricsWhere(ls []listener) string {
+	if len(ls) == 0 {
+		return "off"
+	}
+	return "http://" + ls[0].ln.Addr().String() + "/metrics"
 }
 
 // serveLogin runs the login app alone, against a provider's admin API.
@@ -154,14 +181,24 @@ func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Wr
 		return err
 	}
 	defer st.Close()
-	app, err := newLoginApp(ctx, s, st, log, issuer, loginURL, s.get("admin-url"), adminToken, secret, old, dev)
+	tel, err := newTelemetry(log, st)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Latchkey %s login app is serving.\n  login app    %s (listening on %s)\n  admin API    %s\n  database     %s\n",
-		version, loginURL, ln.Addr(), s.get("admin-url"), s.databaseName())
-	log.Info("serving the login app", "version", version, "login_url", loginURL, "listen", ln.Addr().String())
-	return serveUntilDone(ctx, log, nil, []listener{{"login", ln, app.Mount(http.NotFoundHandler())}})
+	app, err := newLoginApp(ctx, s, st, log, tel.reg, issuer, loginURL, s.get("admin-url"), adminToken, secret, old, dev)
+	if err != nil {
+		return err
+	}
+	metricsLn, err := tel.metricsListener(s, app.Ready)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Latchkey %s login app is serving.\n  login app    %s (listening on %s)\n  admin API    %s\n  metrics      %s\n  database     %s\n",
+		version, loginURL, ln.Addr(), s.get("admin-url"), metricsWhere(metricsLn), s.databaseName())
+	log.Info("serving the login app", "version", version, "login_url", loginURL, "listen", ln.Addr().String(), "metrics", metricsWhere(metricsLn))
+	return serveUntilDone(ctx, log, nil, append([]listener{
+		tel.listener("login", ln, app.Mount(http.NotFoundHandler()), app.Ready),
+	}, metricsLn...))
 }
 
 // databaseName says which database serve uses, without a password.

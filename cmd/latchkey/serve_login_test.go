@@ -37,7 +37,7 @@ func TestServeLoginAlone(t *testing.T) {
 	var out, errOut syncBuffer
 	go func() {
 		done <- run(ctx, []string{"serve", "login", "--data-dir", dir, "--issuer", prov.issuer, "--login-url", loginURL,
-			"--login-addr", loginAddr, "--admin-url", prov.admin, "--admin-token", token}, &out, &errOut)
+			"--login-addr", loginAddr, "--admin-url", prov.admin, "--admin-token", token, "--metrics-addr", "127.0.0.1:0"}, &out, &errOut)
 	}()
 	t.Cleanup(func() {
 		cancel()

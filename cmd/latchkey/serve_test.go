@@ -50,15 +50,17 @@ func cleanEnv(t *testing.T) {
 // server is a "latchkey serve" running in the test.
 type server struct {
 	public, admin, issuer string
+	metrics               string // the /metrics URL
 	stdout, stderr        *syncBuffer
 	stop                  context.CancelFunc
 	done                  chan error
 }
 
 var (
-	publicLine = regexp.MustCompile(`(?m)^\s+public\s+(http://\S+)$`)
-	adminLine  = regexp.MustCompile(`(?m)^\s+admin API\s+(http://\S+)$`)
-	issuerLine = regexp.MustCompile(`(?m)^\s+issuer\s+(\S+)$`)
+	publicLine  = regexp.MustCompile(`(?m)^\s+public\s+(http://\S+)$`)
+	adminLine   = regexp.MustCompile(`(?m)^\s+admin API\s+(http://\S+)$`)
+	metricsLine = regexp.MustCompile(`(?m)^\s+metrics\s+(http://\S+)$`)
+	issuerLine  = regexp.MustCompile(`(?m)^\s+issuer\s+(\S+)$`)
 )
 
 // startServe runs serve with args on ephemeral ports and waits until it
@@ -67,7 +69,7 @@ func startServe(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
-	args = append([]string{"serve", "--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)
+	args = append([]string{"serve", "--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"}, args...)
 	go func() { s.done <- run(ctx, args, s.stdout, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -80,8 +82,8 @@ func startServe(t *testing.T, args ...string) *server {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out := s.stdout.String()
-		if p, a, i := publicLine.FindStringSubmatch(out), adminLine.FindStringSubmatch(out), issuerLine.FindStringSubmatch(out); p != nil && a != nil && i != nil {
-			s.public, s.admin, s.issuer = p[1], a[1], i[1]
+		if p, a, i, m := publicLine.FindStringSubmatch(out), adminLine.FindStringSubmatch(out), issuerLine.FindStringSubmatch(out), metricsLine.FindStringSubmatch(out); p != nil && a != nil && i != nil && m != nil {
+			s.public, s.admin, s.issuer, s.metrics = p[1], a[1], i[1], m[1]
 			break
 		}
 		select {
@@ -346,7 +348,7 @@ func TestConfigPrecedence(t *testing.T) {
 		"admin-addr":  "127.0.0.1:2",                    // flag over env
 		"login-url":   "https://login.example.test/env", // env over file
 		"issuer":      "http://127.0.0.1:9999/file",     // file over default
-		"log-format":  "text",                           // default
+		"log-format":  "auto",                           // default
 		"public-addr": "127.0.0.1:0",
 	} {
 		if got := s.get(name); got != want {

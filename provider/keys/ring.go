@@ -282,6 +282,21 @@ func (r *Ring) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
+// Usable reports whether every configured algorithm has a current key to
+// sign with.
+func (r *Ring) Usable() error {
+	snap := r.snapshot()
+	if snap == nil {
+		return errors.New("signing keys: not loaded")
+	}
+	for _, alg := range r.algs {
+		if snap.current[alg] == nil {
+			return fmt.Errorf("signing keys: no current %s key", alg)
+		}
+	}
+	return nil
+}
+
 // Algs returns the configured algorithms, the default first.
 func (r *Ring) Algs() []string { return slices.Clone(r.algs) }
 
