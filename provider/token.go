@@ -27,6 +27,12 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		grant = grantLabel(r.PostForm.Get("grant_type"))
 	}
 	p.metrics.tokenRequests.WithLabelValues(grant).Inc()
+	if grant == grantLabelUnsupported && r.PostForm.Get("grant_type") != "" {
+		// fosite answers invalid_request for a grant no handler knows;
+		// RFC 6749 §5.2 has a code for it.
+		p.writeTokenError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHintf("Latchkey does not support the grant type %q.", r.PostForm.Get("grant_type")))
+		return
+	}
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		p.writeTokenError(w, r, ar, err)
