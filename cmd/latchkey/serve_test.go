@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -378,5 +379,58 @@ func TestConfigPrecedence(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"migrate", "--config", bad}, &out, &errOut); err == nil || !strings.Contains(err.Error(), `"isuer"`) {
 		t.Errorf("config file with an unknown key: %v", err)
+	}
+}
+
+// TestServeMetricsAndHealth: serve answers the health checks on every
+// listener and serves the metrics of the provider, the login app, the
+// database pool, Go and the process on the metrics listener.
+func TestServeMetricsAndHealth(t *testing.T) {
+	cleanEnv(t)
+	s := startServe(t, "--data-dir", filepath.Join(t.TempDir(), "latchkey-data"))
+	metricsBase := strings.TrimSuffix(s.metrics, "/metrics")
+	for _, base := range []string{s.public, s.admin, metricsBase} {
+		for _, path := range []string{"/health/alive", "/health/ready"} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"ok"`) {
+				t.Errorf("%s%s: %d %s", base, path, resp.StatusCode, body)
+			}
+		}
+	}
+	resp, err := http.Get(s.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, body)
+	}
+	for _, family := range []string{
+		`latchkey_build_info{version="dev"} 1`,
+		"latchkey_tokens_issued_total{",
+		"latchkey_login_signins_total{",
+		"latchkey_database_up 1",
+		`latchkey_http_requests_total{code="200",listener="public",method="GET",route="/health/ready"} 1`,
+		`latchkey_http_requests_total{code="200",listener="admin",method="GET",route="/health/ready"} 1`,
+		`go_sql_open_connections{db_name="latchkey"}`,
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(string(body), family) {
+			t.Errorf("/metrics lacks %q", family)
+		}
+	}
+	// Scrapes and the metrics listener's health checks are not counted.
+	if strings.Contains(string(body), `listener="metrics"`) {
+		t.Error("the metrics listener counts its own requests")
+	}
+	if strings.Contains(string(body), "latchkey_client_tokens_issued_total") {
+		t.Error("per-client metrics without --metrics-per-client")
 	}
 }

@@ -1,0 +1,234 @@
+package observe_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchkey-oidc/latchkey/provider/observe"
+)
+
+// logLines is a JSON log that tests read back line by line.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) records(t *testing.T) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// server serves a small router through Handler, with a log and metrics.
+type server struct {
+	*httptest.Server
+	log   *logLines
+	reg   *prometheus.Registry
+	ready error
+}
+
+func newServer(t *testing.T) *server {
+	t.Helper()
+	s := &server{log: &logLines{}, reg: prometheus.NewRegistry()}
+	log := slog.New(observe.LogHandler(slog.NewJSONHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	m, err := observe.NewHTTPMetrics(s.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	r.HandleFunc("/things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		log.InfoContext(r.Context(), "handling a thing")
+		w.WriteHeader(http.StatusCreated)
+	}).Methods(http.MethodPost)
+	r.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	r.Use(observe.NameRoutes(func(t string) string { return "/base" + t }))
+	s.Server = httptest.NewServer(observe.Handler(r, observe.Options{
+		Listener: "public", Log: log, Metrics: m,
+		Ready: func(context.Context) error { return s.ready },
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) do(t *testing.T, method, path string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestRequestIDsAndAccessLog(t *testing.T) {
+	s := newServer(t)
+	resp := s.do(t, http.MethodPost, "/things/42?code=secret-code-value")
+	id := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != http.StatusCreated || len(id) != 24 {
+		t.Fatalf("status %d, request ID %q", resp.StatusCode, id)
+	}
+	// A proxy's plain request ID is kept; anything else is replaced.
+	if got := s.do(t, http.MethodPost, "/things/1", "X-Request-Id", "lb-0123456789").Header.Get("X-Request-Id"); got != "lb-0123456789" {
+		t.Errorf("a plain incoming request ID became %q", got)
+	}
+	for _, bad := range []string{"short", "has space in it", "quote\"d-0123456789", strings.Repeat("x", 65)} {
+		if got := s.do(t, http.MethodPost, "/things/1", "X-Request-Id", bad).Header.Get("X-Request-Id"); got == bad || len(got) != 24 {
+			t.Errorf("incoming request ID %q became %q", bad, got)
+		}
+	}
+
+	recs := s.log.records(t)
+	var handled, access map[string]any
+	for _, r := range recs {
+		if r["request_id"] != id {
+			continue
+		}
+		switch r["msg"] {
+		case "handling a thing":
+			handled = r
+		case "request":
+			access = r
+		}
+	}
+	if handled == nil {
+		t.Errorf("the handler's log line lacks the request ID %s: %v", id, recs)
+	}
+	if access == nil {
+		t.Fatalf("no access log line with request ID %s: %v", id, recs)
+	}
+	for k, want := range map[string]any{
+		"listener": "public", "method": "POST", "route": "/base/things/{id}", "path": "/things/42", "status": float64(201),
+	} {
+		if access[k] != want {
+			t.Errorf("access log %s = %v, want %v", k, access[k], want)
+		}
+	}
+	if strings.Contains(s.log.buf.String(), "secret-code-value") {
+		t.Error("the query string reached the log")
+	}
+}
+
+func TestHTTPMetricsByRoute(t *testing.T) {
+	s := newServer(t)
+	s.do(t, http.MethodPost, "/things/1")
+	s.do(t, http.MethodPost, "/things/2")
+	s.do(t, http.MethodGet, "/nowhere/abc")
+	s.do(t, "BREW", "/things/3")
+
+	got := map[string]float64{}
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Counter != nil:
+				got[key] = m.Counter.GetValue()
+			case m.Histogram != nil:
+				got[key] = float64(m.Histogram.GetSampleCount())
+			case m.Gauge != nil:
+				got[key] = m.Gauge.GetValue()
+			}
+		}
+	}
+	for key, want := range map[string]float64{
+		// Route templates, never raw paths: two IDs, one series.
+		"latchkey_http_requests_total code=201 listener=public method=POST route=/base/things/{id}": 2,
+		"latchkey_http_request_duration_seconds listener=public route=/base/things/{id}":            2,
+		"latchkey_http_requests_total code=404 listener=public method=GET route=unmatched":           1,
+		// An unknown method is bounded to "other".
+		"latchkey_http_requests_total code=405 listener=public method=other route=unmatched": 1,
+		"latchkey_http_requests_in_flight listener=public":                                   0,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v (have %v)", key, got[key], want, got)
+		}
+	}
+}
+
+func TestHealth(t *testing.T) {
+	s := newServer(t)
+	for _, path := range []string{observe.PathAlive, observe.PathReady} {
+		if resp := s.do(t, http.MethodGet, path); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	s.ready = errors.New("database: connection refused")
+	if resp := s.do(t, http.MethodGet, observe.PathReady); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("ready while the database is down: %d", resp.StatusCode)
+	}
+	// Alive says only that the process serves.
+	if resp := s.do(t, http.MethodGet, observe.PathAlive); resp.StatusCode != http.StatusOK {
+		t.Errorf("alive while the database is down: %d", resp.StatusCode)
+	}
+	resp, err := http.Get(s.URL + observe.PathReady)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body["status"] != "unavailable" || !strings.Contains(body["error"], "database") {
+		t.Errorf("ready body %v (%v)", body, err)
+	}
+}
+
+func TestPanicIsA500(t *testing.T) {
+	s := newServer(t)
+	resp := s.do(t, http.MethodGet, "/panic")
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("a panicking handler answered %d", resp.StatusCode)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	found := false
+	for _, r := range s.log.records(t) {
+		if r["msg"] == "handler panicked" && r["request_id"] == id && r["panic"] == "boom" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the panic was not logged with its request ID")
+	}
+}
