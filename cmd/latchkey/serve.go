@@ -257,7 +257,10 @@ func serveUntilDone(ctx context.Context, log *slog.Logger, background func(conte
 	defer cancel()
 	for i, srv := range servers {
 		if serr := srv.Shutdown(shutdownCtx); serr != nil {
+			// Out of time: close the connections still open rather than
+			// leave them to a store that is about to close.
 			log.Warn("requests were cut off by the shutdown", "listener", listeners[i].name, "err", serr)
+			_ = srv.Close()
 		}
 	}
 	stopRun()
