@@ -211,18 +211,9 @@ func TestGracefulShutdownSIGTERM(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGTERM on Windows")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the binary with")
-	}
 	cleanEnv(t)
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "latchkey")
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "latchkey-data")
+	bin := buildLatchkey(t)
+	dir := filepath.Join(t.TempDir(), "latchkey-data")
 	secret := createCCClient(t, dir, "drain")
 
 	var env []string
