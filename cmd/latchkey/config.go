@@ -82,6 +82,12 @@ var settingDefs = map[string]setting{
 		usage: "add latchkey_client_tokens_issued_total, labelled by client_id (one series per client and grant)"},
 	"key-refresh-interval": {env: "LATCHKEY_KEY_REFRESH_INTERVAL", def: "1m",
 		usage: "how often the provider looks for signing keys another replica rotated, and rotates keys that are due"},
+	"key-rotation-period": {env: "LATCHKEY_KEY_ROTATION_PERIOD", def: "720h",
+		usage: "age at which a current signing key is rotated (the next key, published since the last rotation, takes over)"},
+	"database-max-conns": {env: "LATCHKEY_DATABASE_MAX_CONNS",
+		usage: "most database connections this process opens; default 32 for PostgreSQL, 8 for SQLite"},
+	"password-check-url": {env: "LATCHKEY_PASSWORD_CHECK_URL",
+		usage: "where the provider asks the login app to check a password for the password grant; default: the login URL + /internal/password (set it when the login URL is only reachable by browsers)"},
 	"log-level": {env: "LATCHKEY_LOG_LEVEL", def: "info",
 		usage: "log level: debug, info, warn or error"},
 }
@@ -445,6 +451,19 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// maxConns returns --database-max-conns, 0 for the store's default.
+func (s *settings) maxConns() (int, error) {
+	v := s.get("database-max-conns")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("--database-max-conns: %q is not a positive number", v)
+	}
+	return n, nil
 }
 
 // duration returns a duration setting.

@@ -23,7 +23,7 @@ const shutdownTimeout = 10 * time.Second
 var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
-	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval",
+	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval", "key-rotation-period", "database-max-conns", "password-check-url",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login
@@ -77,8 +77,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	keyRotation, err := s.duration("key-rotation-period")
+	if err != nil {
+		return err
+	}
+	maxConns, err := s.maxConns()
+	if err != nil {
+		return err
+	}
 	if mode == "login" {
-		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev)
+		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev, maxConns)
 	}
 
 	publicLn, err := net.Listen("tcp", s.get("public-addr"))
@@ -109,10 +117,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 		RegistrationPolicy: registration,
 		RegistrationTokens: registrationTokens,
+		PasswordCheckURL:   s.get("password-check-url"),
 		KeyRefreshInterval: keyRefresh,
+		KeyRotateEvery:     keyRotation,
 		MetricsPerClient:   perClient,
 	}
-	st, err := s.openStore(ctx, provider.StoreOptions(cfg), true)
+	storeOpts := provider.StoreOptions(cfg)
+	storeOpts.MaxOpenConns = maxConns
+	st, err := s.openStore(ctx, storeOpts, true)
 	if err != nil {
 		return err
 	}
@@ -166,7 +178,7 @@ func metricsWhere(ls []listener) string {
 }
 
 // serveLogin runs the login app alone, against a provider's admin API.
-func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Writer, issuer, adminToken string, secret []byte, old [][]byte, dev bool) error {
+func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Writer, issuer, adminToken string, secret []byte, old [][]byte, dev bool, maxConns int) error {
 	loginURL := s.get("login-url")
 	if issuer == "" || loginURL == "" {
 		return errors.New("serve login needs --issuer and --login-url (where browsers reach the login app)")
@@ -176,7 +188,7 @@ func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Wr
 		return fmt.Errorf("login listener: %w", err)
 	}
 	defer ln.Close()
-	st, err := s.openStore(ctx, store.Options{SystemSecret: secret, OldSystemSecrets: old}, true)
+	st, err := s.openStore(ctx, store.Options{SystemSecret: secret, OldSystemSecrets: old, MaxOpenConns: maxConns}, true)
 	if err != nil {
 		return err
 	}

@@ -315,6 +315,9 @@ func TestServeArguments(t *testing.T) {
 		{"serve", "--log-format", "xml", "--data-dir", t.TempDir()},
 		{"serve", "--admin-token", "short", "--data-dir", t.TempDir()},
 		{"serve", "--system-secret", "short", "--data-dir", t.TempDir()},
+		{"serve", "--database-max-conns", "0", "--data-dir", t.TempDir()},
+		{"serve", "--key-rotation-period", "soon", "--data-dir", t.TempDir()},
+		{"serve", "--key-refresh-interval", "-1s", "--data-dir", t.TempDir()},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err == nil {
@@ -387,7 +390,8 @@ func TestConfigPrecedence(t *testing.T) {
 // database pool, Go and the process on the metrics listener.
 func TestServeMetricsAndHealth(t *testing.T) {
 	cleanEnv(t)
-	s := startServe(t, "--data-dir", filepath.Join(t.TempDir(), "latchkey-data"))
+	s := startServe(t, "--data-dir", filepath.Join(t.TempDir(), "latchkey-data"),
+		"--key-rotation-period", "48h", "--database-max-conns", "3")
 	metricsBase := strings.TrimSuffix(s.metrics, "/metrics")
 	for _, base := range []string{s.public, s.admin, metricsBase} {
 		for _, path := range []string{"/health/alive", "/health/ready"} {
@@ -416,6 +420,8 @@ func TestServeMetricsAndHealth(t *testing.T) {
 		"latchkey_tokens_issued_total{",
 		"latchkey_login_signins_total{",
 		"latchkey_database_up 1",
+		"latchkey_signing_key_rotation_period_seconds 172800",
+		`go_sql_max_open_connections{db_name="latchkey"} 3`,
 		`latchkey_http_requests_total{code="200",listener="public",method="GET",route="/health/ready"} 1`,
 		`latchkey_http_requests_total{code="200",listener="admin",method="GET",route="/health/ready"} 1`,
 		`go_sql_open_connections{db_name="latchkey"}`,
