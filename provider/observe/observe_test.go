@@ -178,7 +178,7 @@ func TestHTTPMetricsByRoute(t *testing.T) {
 		// Route templates, never raw paths: two IDs, one series.
 		"latchkey_http_requests_total code=201 listener=public method=POST route=/base/things/{id}": 2,
 		"latchkey_http_request_duration_seconds listener=public route=/base/things/{id}":            2,
-		"latchkey_http_requests_total code=404 listener=public method=GET route=unmatched":           1,
+		"latchkey_http_requests_total code=404 listener=public method=GET route=unmatched":          1,
 		// An unknown method is bounded to "other".
 		"latchkey_http_requests_total code=405 listener=public method=other route=unmatched": 1,
 		"latchkey_http_requests_in_flight listener=public":                                   0,
