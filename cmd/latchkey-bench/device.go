@@ -84,13 +84,5 @@ func setUpDevice(ctx context.Context, e *env, n int) ([]worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws := make([]worker, n)
-	for i := range ws {
-		w := &deviceWorker{t: e.t, c: c}
-		if err := w.prepare(ctx); err != nil {
-			return nil, err
-		}
-		ws[i] = w
-	}
-	return ws, nil
+	return prepareAll(ctx, n, func() *deviceWorker { return &deviceWorker{t: e.t, c: c} })
 }

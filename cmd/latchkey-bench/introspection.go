@@ -61,13 +61,5 @@ func setUpIntrospection(ctx context.Context, e *env, n int) ([]worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws := make([]worker, n)
-	for i := range ws {
-		w := &introspectionWorker{t: e.t, c: c}
-		if err := w.prepare(ctx); err != nil {
-			return nil, err
-		}
-		ws[i] = w
-	}
-	return ws, nil
+	return prepareAll(ctx, n, func() *introspectionWorker { return &introspectionWorker{t: e.t, c: c} })
 }

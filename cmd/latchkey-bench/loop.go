@@ -24,6 +24,27 @@ type preparer interface {
 	prepare(ctx context.Context) error
 }
 
+// preparedWorker is a worker that prepares its state before its first
+// request.
+type preparedWorker interface {
+	worker
+	preparer
+}
+
+// prepareAll makes n workers with newWorker and prepares each before the
+// load, so that set-up failures stop the scenario before it starts.
+func prepareAll[W preparedWorker](ctx context.Context, n int, newWorker func() W) ([]worker, error) {
+	ws := make([]worker, n)
+	for i := range ws {
+		w := newWorker()
+		if err := w.prepare(ctx); err != nil {
+			return nil, err
+		}
+		ws[i] = w
+	}
+	return ws, nil
+}
+
 // prepareBackoff spaces out attempts of a worker whose prepare fails, so
 // that a broken set-up does not spin.
 const prepareBackoff = 100 * time.Millisecond

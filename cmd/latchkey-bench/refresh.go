@@ -90,16 +90,9 @@ func setUpRefresh(ctx context.Context, e *env, n int) ([]worker, error) {
 		user:  e.users[0],
 		agent: useragent.New(e.t.http, e.redirectURI),
 	}
-	ws := make([]worker, n)
-	for i := range ws {
-		w := &refreshWorker{t: e.t, c: c, src: src}
-		if err := w.prepare(ctx); err != nil {
-			if kindOf(err) == "second_factor" {
-				return nil, fmt.Errorf("%w for user %q: give its seed with --totp-secret (the set-up signs in once)", errSecondFactor, e.users[0].Username)
-			}
-			return nil, err
-		}
-		ws[i] = w
+	ws, err := prepareAll(ctx, n, func() *refreshWorker { return &refreshWorker{t: e.t, c: c, src: src} })
+	if err != nil && kindOf(err) == "second_factor" {
+		return nil, fmt.Errorf("%w for user %q: give its seed with --totp-secret (the set-up signs in once)", errSecondFactor, e.users[0].Username)
 	}
-	return ws, nil
+	return ws, err
 }

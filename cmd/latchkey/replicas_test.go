@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -74,12 +73,7 @@ func TestReplicas(t *testing.T) {
 
 	// The providers need the login app's URL before it can start (it
 	// needs a provider's admin API): reserve its port.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	loginAddr := ln.Addr().String()
-	ln.Close()
+	loginAddr := reserveAddr(t)
 	loginURL := "http://" + loginAddr + "/login"
 
 	common := []string{

@@ -21,12 +21,7 @@ func TestServeLoginAlone(t *testing.T) {
 	cleanEnv(t)
 	dir := filepath.Join(t.TempDir(), "latchkey-data")
 	// The login app's address must be known before the provider starts.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	loginAddr := ln.Addr().String()
-	ln.Close()
+	loginAddr := reserveAddr(t)
 	loginURL := "http://" + loginAddr + "/login"
 
 	prov := startServe(t, "provider", "--data-dir", dir, "--login-url", loginURL)
@@ -92,6 +87,18 @@ func TestServeLoginAlone(t *testing.T) {
 	if !strings.Contains(out.String(), "login app is serving") {
 		t.Errorf("serve login printed %q", out.String())
 	}
+}
+
+// reserveAddr returns a loopback address that was free a moment ago, for a
+// server whose address others must know before it starts.
+func reserveAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func writeFile(t *testing.T, path, content string) {
