@@ -28,17 +28,12 @@ Run "latchkey clients <command> -h" for the flags.
 // runClients manages clients on the store, with the same validation and
 // secret hashing as the admin API.
 func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, clientsUsage)
-		return errUsage
-	}
-	sub, args := args[0], args[1:]
 	wantArgs := map[string]int{"create": 0, "list": 0, "get": 1, "delete": 1}
-	n, ok := wantArgs[sub]
-	if !ok {
-		fmt.Fprintf(stderr, "latchkey clients: unknown command %q\n\n%s", sub, clientsUsage)
-		return errUsage
+	sub, args, err := subcommand(stderr, "clients", clientsUsage, args, wantArgs)
+	if err != nil {
+		return err
 	}
+	n := wantArgs[sub]
 	s := newSettings("clients "+sub, stderr, withLog(slices.Concat(dbSettings, secretSettings)...)...)
 	var file *string
 	if sub == "create" {

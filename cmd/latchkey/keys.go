@@ -26,14 +26,9 @@ Run "latchkey keys <command> -h" for the flags.
 // runKeys lists and rotates signing keys on the store, through the same
 // keyring the server uses.
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, keysUsage)
-		return errUsage
-	}
-	sub, args := args[0], args[1:]
-	if sub != "list" && sub != "rotate" {
-		fmt.Fprintf(stderr, "latchkey keys: unknown command %q\n\n%s", sub, keysUsage)
-		return errUsage
+	sub, args, err := subcommand(stderr, "keys", keysUsage, args, map[string]int{"list": 0, "rotate": 0})
+	if err != nil {
+		return err
 	}
 	s := newSettings("keys "+sub, stderr, withLog(slices.Concat(dbSettings, secretSettings)...)...)
 	asJSON := s.fs.Bool("json", false, "print the keys as JSON")

@@ -68,6 +68,22 @@ func main() {
 	}
 }
 
+// subcommand splits "latchkey NAME SUB args…" into SUB and its arguments.
+// known maps each subcommand of NAME to the positional arguments it takes
+// (the caller checks those); a missing or unknown SUB prints usage and is
+// errUsage.
+func subcommand(stderr io.Writer, name, usage string, args []string, known map[string]int) (string, []string, error) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return "", nil, errUsage
+	}
+	if _, ok := known[args[0]]; !ok {
+		fmt.Fprintf(stderr, "latchkey %s: unknown command %q\n\n%s", name, args[0], usage)
+		return "", nil, errUsage
+	}
+	return args[0], args[1:], nil
+}
+
 // errUsage reports a command line that could not be run; the usage was
 // printed. errHelp reports that help was asked for and printed.
 var (

@@ -28,14 +28,9 @@ Run "latchkey sessions <command> -h" for the flags.
 // runSessions lists and ends a subject's SSO sessions on the store, as the
 // admin API's /admin/subjects/{subject}/sessions does.
 func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, sessionsUsage)
-		return errUsage
-	}
-	sub, args := args[0], args[1:]
-	if sub != "list" && sub != "revoke" {
-		fmt.Fprintf(stderr, "latchkey sessions: unknown command %q\n\n%s", sub, sessionsUsage)
-		return errUsage
+	sub, args, err := subcommand(stderr, "sessions", sessionsUsage, args, map[string]int{"list": 0, "revoke": 0})
+	if err != nil {
+		return err
 	}
 	s := newSettings("sessions "+sub, stderr, dbSettings...)
 	var revokeTokens *bool

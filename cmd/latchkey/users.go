@@ -49,20 +49,15 @@ const (
 // runUsers manages the login app's users on the store, hashing passwords as
 // the login app does.
 func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usersUsage)
-		return errUsage
-	}
-	sub, args := args[0], args[1:]
 	wantArgs := map[string]int{
 		"create": 0, "list": 0, "get": 1, "delete": 1,
 		"set-password": 1, "reset-mfa": 1, "disable": 1, "enable": 1,
 	}
-	n, ok := wantArgs[sub]
-	if !ok {
-		fmt.Fprintf(stderr, "latchkey users: unknown command %q\n\n%s", sub, usersUsage)
-		return errUsage
+	sub, args, err := subcommand(stderr, "users", usersUsage, args, wantArgs)
+	if err != nil {
+		return err
 	}
+	n := wantArgs[sub]
 	s := newSettings("users "+sub, stderr, withLog(slices.Concat(dbSettings, secretSettings)...)...)
 	var f userFlags
 	if sub == "create" {
