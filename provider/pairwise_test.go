@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -55,17 +54,8 @@ func (e *env) subOf(raw string) string {
 // answers as rpHost as well as at its own address. Its client trusts it,
 // and reaches it for rpHost: the relying party's own host serves the
 // document.
-func relyingPartyHost(t *testing.T, docs map[string][]string) (*httptest.Server, *http.Client) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		doc, ok := docs[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(doc)
-	}))
-	t.Cleanup(srv.Close)
+func relyingPartyHost(t *testing.T, docs map[string]any) (*httptest.Server, *http.Client) {
+	srv := jsonDocuments(t, docs)
 	tr := srv.Client().Transport.(*http.Transport).Clone()
 	var d net.Dialer
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -97,7 +87,7 @@ func registerThroughAdmin(t *testing.T, e *env, metadata map[string]any) *store.
 // different sectors do not, and a public client gets the login app's
 // subject.
 func TestPairwiseSubjectsBySector(t *testing.T) {
-	srv, client := relyingPartyHost(t, map[string][]string{"/sector.json": {rpRedirect}})
+	srv, client := relyingPartyHost(t, map[string]any{"/sector.json": []string{rpRedirect}})
 	e := newEnv(t, func(c *provider.Config) { c.HTTPClient = client })
 	public := registerThroughAdmin(t, e, map[string]any{"client_id": "public-rp", "redirect_uris": []string{rpRedirect}})
 	byRedirect := registerThroughAdmin(t, e, map[string]any{"client_id": "pairwise-by-redirect",

@@ -272,6 +272,11 @@ func sectorServer(t *testing.T) *httptest.Server {
 		"/big":     big,
 		"/object":  map[string]any{"redirect_uris": []string{rpRedirect}},
 	}
+	return jsonDocuments(t, docs)
+}
+
+// jsonDocuments serves each of docs as JSON at its path over https.
+func jsonDocuments(t *testing.T, docs map[string]any) *httptest.Server {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		doc, ok := docs[r.URL.Path]
 		if !ok {
