@@ -99,12 +99,7 @@ func (t *T) expectSignedUserinfo(header http.Header, body []byte, idt *idToken) 
 	}
 	_, hasNonce := c["nonce"]
 	t.Check(!hasNonce, "EnsureUserInfoDoesNotContainNonce", "the signed userinfo has a nonce")
-	t.Check(c.str("sub") != "", "EnsureUserInfoContainsSub", "userinfo has no sub")
-	if idt != nil {
-		t.Check(c.str("sub") == idt.claims.str("sub"), "VerifyUserInfoAndIdTokenSameSub",
-			"userinfo sub %q differs from the ID token's %q", c.str("sub"), idt.claims.str("sub"))
-	}
-	t.checkStandardClaims("ValidateUserInfoStandardClaims", "userinfo", c)
+	t.checkUserinfoClaims(c, idt)
 	return c
 }
 

@@ -57,11 +57,17 @@ func (t *T) expectUserinfo(accessToken, how string, idt *idToken) claims {
 	if err := json.Unmarshal(body, &c); err != nil {
 		t.Fatal("EnsureContentTypeJson", "userinfo is not a JSON object: %v", err)
 	}
+	t.checkUserinfoClaims(c, idt)
+	return c
+}
+
+// checkUserinfoClaims checks what every userinfo answer holds, signed or
+// not: a sub, the same as the ID token's, and well-formed standard claims.
+func (t *T) checkUserinfoClaims(c claims, idt *idToken) {
 	t.Check(c.str("sub") != "", "EnsureUserInfoContainsSub", "userinfo has no sub")
 	if idt != nil {
 		t.Check(c.str("sub") == idt.claims.str("sub"), "VerifyUserInfoAndIdTokenSameSub",
 			"userinfo sub %q differs from the ID token's %q", c.str("sub"), idt.claims.str("sub"))
 	}
 	t.checkStandardClaims("ValidateUserInfoStandardClaims", "userinfo", c)
-	return c
 }
