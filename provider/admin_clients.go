@@ -603,8 +603,9 @@ func (r *ClientRegistrar) checkRedirectURI(raw string, nativeSchemes bool) error
 	return nil
 }
 
-// checkAlgs checks the signing algorithms a client asks for: ID tokens and
-// userinfo are signed with the provider's own keys. ID tokens may also be
+// checkAlgs checks the signing algorithms a client asks for (ID tokens,
+// userinfo and JWT access tokens are signed with the provider's own keys)
+// and its access token format. ID tokens may also be
 // unsigned ("none") for a client that gets them only from the token
 // endpoint; it runs after checkGrants, so response_types has its default.
 func (r *ClientRegistrar) checkAlgs(c *store.Client) error {
@@ -614,6 +615,8 @@ func (r *ClientRegistrar) checkAlgs(c *store.Client) error {
 	}{
 		{"id_token_signed_response_alg", c.IDTokenSignedResponseAlg, slices.Concat(r.algs, []string{algNone})},
 		{"userinfo_signed_response_alg", c.UserinfoSignedResponseAlg, r.algs},
+		{"latchkey_access_token_signing_alg", c.AccessTokenSigningAlg, r.algs},
+		{"latchkey_access_token_format", c.AccessTokenFormat, AccessTokenFormats},
 	} {
 		if f.value != "" && !slices.Contains(f.allowed, f.value) {
 			return invalidMetadata("%s must be one of %s", f.name, strings.Join(f.allowed, ", "))

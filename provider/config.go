@@ -59,6 +59,10 @@ type Config struct {
 	// Latchkey's login app (password, and password with a second factor).
 	// A company running its own login app sets its own.
 	AcrValues []string
+	// AccessTokenFormat is the access token format of clients that do not
+	// choose one (latchkey_access_token_format): AccessTokenOpaque (the
+	// default) or AccessTokenJWT.
+	AccessTokenFormat string
 	// KeyAlgs are the ID token signing algorithms, the first the default;
 	// default RS256, ES256, EdDSA.
 	KeyAlgs []string
@@ -180,6 +184,13 @@ func (c Config) withDefaults() (Config, error) {
 	c.SessionLifespan = orDefault(c.SessionLifespan, defaultSessionLifespan)
 	c.KeyRotateEvery = orDefault(c.KeyRotateEvery, defaultKeyRotateEvery)
 	c.KeyRefreshInterval = orDefault(c.KeyRefreshInterval, defaultKeyRefreshInterval)
+	switch c.AccessTokenFormat {
+	case "":
+		c.AccessTokenFormat = AccessTokenOpaque
+	case AccessTokenOpaque, AccessTokenJWT:
+	default:
+		return c, fmt.Errorf("access token format %q: use %s", c.AccessTokenFormat, strings.Join(AccessTokenFormats, " or "))
+	}
 	if len(c.KeyAlgs) == 0 {
 		c.KeyAlgs = []string{"RS256", "ES256", "EdDSA"}
 	}

@@ -13,8 +13,8 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/handler/rfc8628"
-	"github.com/ory/fosite/token/jwt"
 
+	"github.com/latchkey-oidc/latchkey/provider/keys"
 	"github.com/latchkey-oidc/latchkey/store"
 )
 
@@ -79,7 +79,7 @@ func (d *deviceStrategy) ShouldRateLimit(ctx context.Context, code string) (bool
 // composeFosite builds the OAuth 2.0 provider from fosite's handlers in the
 // order notes §8.1 gives: PKCE after every handler that issues a code, and
 // the OpenID Connect handlers after their OAuth 2.0 counterparts.
-func composeFosite(cfg Config, st *store.Store, signer jwt.Signer, hasher fosite.Hasher) (*fosite.Fosite, *fositeConfig, *deviceStrategy, error) {
+func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.Hasher, subject func(fosite.Requester) string) (*fosite.Fosite, *fositeConfig, *deviceStrategy, error) {
 	secret, err := deriveSecret(cfg.SystemSecret, tokenHMACPurpose)
 	if err != nil {
 		return nil, nil, nil, err
@@ -138,10 +138,17 @@ func composeFosite(cfg Config, st *store.Store, signer jwt.Signer, hasher fosite
 		interval:              cfg.DevicePollInterval,
 	}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		CoreStrategy: &accessTokens{
+			CoreStrategy:    compose.NewOAuth2HMACStrategy(fc),
+			ring:            ring,
+			issuer:          cfg.Issuer,
+			defaultFormat:   cfg.AccessTokenFormat,
+			defaultAudience: u.userinfo,
+			subject:         subject,
+		},
 		RFC8628CodeStrategy:        device,
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idTokenSigner{signer}, Config: fc},
-		Signer:                     signer,
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idTokenSigner{ring}, Config: fc},
+		Signer:                     ring,
 	}
 	f := fosite.NewOAuth2Provider(st, fc)
 	factories := []compose.Factory{

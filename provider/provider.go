@@ -69,10 +69,6 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the pairwise subject key: %w", err)
 	}
-	f, fc, device, err := composeFosite(cfg, st, ring, hasher)
-	if err != nil {
-		return nil, fmt.Errorf("compose fosite: %w", err)
-	}
 	m, err := newMetrics(cfg.Registerer, cfg.MetricsPerClient)
 	if err != nil {
 		return nil, err
@@ -80,9 +76,6 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 	p := &Provider{
 		cfg:     cfg,
 		store:   st,
-		oauth:   f,
-		fcfg:    fc,
-		device:  device,
 		keys:    ring,
 		secrets: hasher,
 		urls:    endpointsFor(cfg.Issuer),
@@ -92,6 +85,10 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 		backchannelHTTP: noRedirects(cfg.HTTPClient),
 		backchannelWake: make(chan struct{}, 1),
 		pairwiseKey:     pairwiseKey,
+	}
+	p.oauth, p.fcfg, p.device, err = composeFosite(cfg, st, ring, hasher, p.tokenSubject)
+	if err != nil {
+		return nil, fmt.Errorf("compose fosite: %w", err)
 	}
 	if cfg.Registerer != nil {
 		if err := registerReplacing(cfg.Registerer, newStateCollector(p)); err != nil {

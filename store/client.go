@@ -56,6 +56,11 @@ type Client struct {
 	SkipConsent      bool                         `json:"latchkey_skip_consent,omitempty"`
 	RequireMFA       bool                         `json:"latchkey_require_mfa,omitempty"`
 	TokenLifespans   *fosite.ClientLifespanConfig `json:"latchkey_token_lifespans,omitempty"`
+	// AccessTokenFormat is "opaque" or "jwt" (RFC 9068); empty is the
+	// provider's default. AccessTokenSigningAlg signs JWT access tokens;
+	// empty is the provider's default algorithm.
+	AccessTokenFormat     string `json:"latchkey_access_token_format,omitempty"`
+	AccessTokenSigningAlg string `json:"latchkey_access_token_signing_alg,omitempty"`
 
 	// SecretHash is the hash of the client secret (fosite.Hasher output);
 	// RotatedSecretHashes still verify during a secret rotation.

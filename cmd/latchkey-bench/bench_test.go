@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
+	"github.com/latchkey-oidc/latchkey/provider"
 )
 
 const (
@@ -62,7 +63,8 @@ func checkFigures(t *testing.T, r result, srv *latchkeytest.Server) {
 // TestScenarios runs every scenario for a second against a whole Latchkey
 // (provider and login app) in the test process.
 func TestScenarios(t *testing.T) {
-	srv := latchkeytest.Start(t, latchkeytest.Options{})
+	// ES256 keys for client_credentials_jwt.
+	srv := latchkeytest.Start(t, latchkeytest.Options{Provider: func(c *provider.Config) { c.KeyAlgs = []string{"RS256", "ES256"} }})
 	srv.CreateUser(benchUser, benchPassword, nil)
 	srv.CreateUser(benchUser+"2", benchPassword, nil)
 	// authorization_code's workers take the users in turn.
@@ -95,31 +97,31 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 
-	t.Run("client_credentials_jwt", func(t *testing.T) {
-		code, results, stderr := bench(t, srv, "--scenario", "client_credentials_jwt")
-		if len(results) != 1 {
-			t.Fatalf("exit %d with %d lines; stderr:\n%s", code, len(results), stderr)
-		}
-		r := results[0]
-		if r.Error == "" {
-			// The provider issues JWT access tokens: every answer was
-			// checked to be one.
-			checkFigures(t, r, srv)
-			return
-		}
-		if code != exitFailed || r.Requests != 0 || !strings.Contains(r.Error, "JWT") {
-			t.Errorf("exit %d, line %+v; want exit 1 and an error naming JWT access tokens", code, r)
-		}
-		t.Logf("reported: %s", r.Error)
-	})
+	for _, tc := range []struct{ name, alg string }{{"client_credentials_jwt", "ES256"}, {"client_credentials_jwt_rs256", "RS256"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, results, stderr := bench(t, srv, "--scenario", tc.name)
+			if code != exitOK || len(results) != 1 {
+				t.Fatalf("exit %d with %d lines; stderr:\n%s", code, len(results), stderr)
+			}
+			// Every answer was checked to be a JWT signed with alg.
+			checkFigures(t, results[0], srv)
+			if !strings.Contains(results[0].Note, "JWT") {
+				t.Errorf("note %q does not say the tokens are JWTs", results[0].Note)
+			}
+		})
+	}
 
-	t.Run("jwt failure alone does not fail a run", func(t *testing.T) {
-		code, results, stderr := bench(t, srv, "--scenario", "client_credentials,client_credentials_jwt", "--duration", "300ms")
+	t.Run("an unsupported JWT client alone does not fail a run", func(t *testing.T) {
+		code, results, stderr := bench(t, srv, "--scenario", "client_credentials,client_credentials_jwt", "--duration", "300ms",
+			"--jwt-metadata", `{"latchkey_access_token_format":"jwe"}`)
 		if code != exitOK || len(results) != 2 {
 			t.Fatalf("exit %d with %d lines; stderr:\n%s", code, len(results), stderr)
 		}
 		if results[0].Scenario != "client_credentials" || results[1].Scenario != "client_credentials_jwt" {
 			t.Errorf("scenarios %s, %s in that order", results[0].Scenario, results[1].Scenario)
+		}
+		if r := results[1]; r.Requests != 0 || !strings.Contains(r.Error, "refused a client with JWT access tokens") {
+			t.Errorf("line %+v; want an error saying the provider refused the client", r)
 		}
 	})
 

@@ -30,8 +30,10 @@ func ccClientMeta(name string) map[string]any {
 type ccWorker struct {
 	t *target
 	c client
-	// jwt requires the access token to be a JWT.
-	jwt bool
+	// jwt requires the access token to be a JWT, signed with jwtAlg when
+	// that is set.
+	jwt    bool
+	jwtAlg string
 }
 
 func (w *ccWorker) do(ctx context.Context) (string, error) {
@@ -40,7 +42,7 @@ func (w *ccWorker) do(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if w.jwt {
-		if err := checkJWT(ta.AccessToken); err != nil {
+		if err := checkJWT(ta.AccessToken, w.jwtAlg); err != nil {
 			return "", &failure{kind: "not_jwt", detail: err.Error()}
 		}
 	}
@@ -59,31 +61,50 @@ func setUpClientCredentials(ctx context.Context, e *env, n int) ([]worker, error
 	return ws, nil
 }
 
-// setUpClientCredentialsJWT registers a client_credentials client that
-// asks for JWT access tokens with the client metadata of --jwt-metadata,
-// and checks with one request that the provider honours it: a provider
-// that refuses the metadata, or accepts it (RFC 7591 §2 lets it ignore
-// fields it does not know) and still issues opaque tokens, is reported as
-// not supporting the scenario.
+// jwtAlgField is the Latchkey client metadata field that picks the
+// algorithm of JWT access tokens.
+const jwtAlgField = "latchkey_access_token_signing_alg"
+
+// setUpClientCredentialsJWT registers a client_credentials client with the
+// metadata of --jwt-metadata, which asks for JWT access tokens.
 func setUpClientCredentialsJWT(ctx context.Context, e *env, n int) ([]worker, error) {
-	meta := ccClientMeta("client_credentials_jwt")
-	maps.Copy(meta, e.jwtMetadata)
+	return setUpJWTClient(ctx, e, n, "client_credentials_jwt", e.jwtMetadata)
+}
+
+// setUpClientCredentialsJWTRS256 does the same with RS256 as the signing
+// algorithm.
+func setUpClientCredentialsJWTRS256(ctx context.Context, e *env, n int) ([]worker, error) {
+	meta := maps.Clone(e.jwtMetadata)
+	meta[jwtAlgField] = "RS256"
+	return setUpJWTClient(ctx, e, n, "client_credentials_jwt_rs256", meta)
+}
+
+// setUpJWTClient registers a client_credentials client with jwtMeta added
+// to its metadata, and checks with one request that the provider honours
+// it: a provider that refuses the metadata, or accepts it (RFC 7591 §2
+// lets it ignore fields it does not know) and still issues opaque tokens
+// or signs with another algorithm than jwtMeta names, is reported as not
+// supporting the scenario.
+func setUpJWTClient(ctx context.Context, e *env, n int, name string, jwtMeta map[string]any) ([]worker, error) {
+	meta := ccClientMeta(name)
+	maps.Copy(meta, jwtMeta)
 	c, err := e.clientFor(ctx, meta)
 	if err != nil {
 		var ae *adminError
 		if errors.As(err, &ae) && ae.status >= 400 && ae.status < 500 {
-			return nil, fmt.Errorf("%w: the admin API refused a client with JWT access tokens (%s): %v", errUnsupported, metaString(e.jwtMetadata), ae)
+			return nil, fmt.Errorf("%w: the admin API refused a client with JWT access tokens (%s): %v", errUnsupported, metaString(jwtMeta), ae)
 		}
 		return nil, err
 	}
-	w := &ccWorker{t: e.t, c: c, jwt: true}
+	alg, _ := jwtMeta[jwtAlgField].(string)
+	w := &ccWorker{t: e.t, c: c, jwt: true, jwtAlg: alg}
 	ta, err := e.t.token(ctx, c, url.Values{"grant_type": {"client_credentials"}, "scope": {ccScope}})
 	if err != nil {
 		return nil, fmt.Errorf("first token request: %w", err)
 	}
-	if err := checkJWT(ta.AccessToken); err != nil {
-		return nil, fmt.Errorf("%w: the provider registered the client (%s) but issued an opaque access token, not a JWT (%v); "+
-			"it does not issue JWT access tokens for this client", errUnsupported, metaString(e.jwtMetadata), err)
+	if err := checkJWT(ta.AccessToken, alg); err != nil {
+		return nil, fmt.Errorf("%w: the provider registered the client (%s) but did not issue the JWT access token it asks for (%v)",
+			errUnsupported, metaString(jwtMeta), err)
 	}
 	ws := make([]worker, n)
 	for i := range ws {
@@ -93,8 +114,9 @@ func setUpClientCredentialsJWT(ctx context.Context, e *env, n int) ([]worker, er
 }
 
 // checkJWT checks that tok has the form of a signed JWT (RFC 7519 §7.2):
-// three base64url parts, the first a JSON header with an alg.
-func checkJWT(tok string) error {
+// three base64url parts, the first a JSON header with an alg, which is alg
+// when that is set.
+func checkJWT(tok, alg string) error {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		return fmt.Errorf("the token has %d dot-separated parts, a JWS has 3", len(parts))
@@ -108,6 +130,9 @@ func checkJWT(tok string) error {
 	}
 	if err := json.Unmarshal(h, &header); err != nil || header.Alg == "" {
 		return errors.New("the token's header is not a JSON object with an alg")
+	}
+	if alg != "" && header.Alg != alg {
+		return fmt.Errorf("the token is signed with %s, not %s", header.Alg, alg)
 	}
 	return nil
 }

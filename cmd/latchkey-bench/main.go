@@ -16,8 +16,10 @@
 //
 //	client_credentials      token endpoint, client_credentials grant, client_secret_basic, opaque access tokens
 //	client_credentials_jwt  the same with JWT access tokens: the client is registered with --jwt-metadata
-//	                        (default {"access_token_strategy":"jwt"}); a provider that refuses it or still
-//	                        issues opaque tokens is reported as an error line
+//	                        (default {"latchkey_access_token_format":"jwt","latchkey_access_token_signing_alg":"ES256"});
+//	                        a provider that refuses it or still issues opaque tokens is reported as an error line
+//	client_credentials_jwt_rs256
+//	                        the same with latchkey_access_token_signing_alg RS256
 //	introspection           introspection endpoint: each worker introspects one access token of its client
 //	refresh                 refresh_token grant with rotation; each worker's first refresh token comes from
 //	                        an authorization code flow (openid offline_access) through the login app
@@ -60,8 +62,8 @@
 // transport with an idle connection per worker.
 //
 // The exit status is 2 for a bad command line, 1 when the issuer cannot be
-// reached, a scenario's set-up fails (other than client_credentials_jwt on
-// a provider without JWT access tokens) or no scenario ran, and 0
+// reached, a scenario's set-up fails (other than the JWT scenarios on a
+// provider without JWT access tokens) or no scenario ran, and 0
 // otherwise, whatever the error counts.
 //
 // Against a development server on this machine:
@@ -105,7 +107,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1
 	exitUsage   = 2
-	defaultJWTs = `{"access_token_strategy":"jwt"}`
+	defaultJWTs = `{"latchkey_access_token_format":"jwt","latchkey_access_token_signing_alg":"ES256"}`
 )
 
 // config is the command line.

@@ -132,14 +132,19 @@ func TestSummaryTable(t *testing.T) {
 }
 
 func TestCheckJWT(t *testing.T) {
-	for tok, ok := range map[string]bool{
-		"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln": true,
-		"ory_at_abc.def":              false, // an opaque HMAC token has one dot
-		"a.b.c":                       false,
-		"eyJ0eXAiOiJKV1QifQ.e30.c2ln": false, // no alg
+	for _, tc := range []struct {
+		tok, alg string
+		ok       bool
+	}{
+		{"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "", true},
+		{"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "RS256", true},
+		{"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "ES256", false}, // another algorithm
+		{"ory_at_abc.def", "", false},                                 // an opaque HMAC token has one dot
+		{"a.b.c", "", false},
+		{"eyJ0eXAiOiJKV1QifQ.e30.c2ln", "", false}, // no alg
 	} {
-		if err := checkJWT(tok); (err == nil) != ok {
-			t.Errorf("checkJWT(%q) = %v, want ok %v", tok, err, ok)
+		if err := checkJWT(tc.tok, tc.alg); (err == nil) != tc.ok {
+			t.Errorf("checkJWT(%q, %q) = %v, want ok %v", tc.tok, tc.alg, err, tc.ok)
 		}
 	}
 }

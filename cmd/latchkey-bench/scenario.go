@@ -29,7 +29,11 @@ var scenarios = []scenario{
 	},
 	{
 		name: "client_credentials_jwt", workers: 64, setUp: setUpClientCredentialsJWT,
-		note: "token endpoint, client_credentials grant, client_secret_basic, JWT access tokens",
+		note: "token endpoint, client_credentials grant, client_secret_basic, JWT access tokens (--jwt-metadata)",
+	},
+	{
+		name: "client_credentials_jwt_rs256", workers: 64, setUp: setUpClientCredentialsJWTRS256,
+		note: "token endpoint, client_credentials grant, client_secret_basic, JWT access tokens signed with RS256",
 	},
 	{
 		name: "introspection", workers: 64, setUp: setUpIntrospection,

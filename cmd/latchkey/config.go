@@ -84,6 +84,8 @@ var settingDefs = map[string]setting{
 		usage: "how often the provider looks for signing keys another replica rotated, and rotates keys that are due"},
 	"key-rotation-period": {env: "LATCHKEY_KEY_ROTATION_PERIOD", def: "720h",
 		usage: "age at which a current signing key is rotated (the next key, published since the last rotation, takes over)"},
+	"access-token-format": {env: "LATCHKEY_ACCESS_TOKEN_FORMAT", def: "opaque",
+		usage: "access token format of clients that do not choose one (latchkey_access_token_format): opaque, or jwt (RFC 9068, signed with the provider's keys)"},
 	"database-max-conns": {env: "LATCHKEY_DATABASE_MAX_CONNS",
 		usage: "most database connections this process opens; default 32 for PostgreSQL, 8 for SQLite"},
 	"password-check-url": {env: "LATCHKEY_PASSWORD_CHECK_URL",

@@ -24,6 +24,7 @@ var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
 	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval", "key-rotation-period", "database-max-conns", "password-check-url",
+	"access-token-format",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login
@@ -121,6 +122,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		KeyRefreshInterval: keyRefresh,
 		KeyRotateEvery:     keyRotation,
 		MetricsPerClient:   perClient,
+		AccessTokenFormat:  s.get("access-token-format"),
 	}
 	storeOpts := provider.StoreOptions(cfg)
 	storeOpts.MaxOpenConns = maxConns
