@@ -441,6 +441,8 @@ func TestRegistrationRefusesInvalidMetadata(t *testing.T) {
 			"backchannel_logout_uri":               "https://rp.example.test/bc",
 			"backchannel_logout_session_required":  true,
 			"latchkey_require_mfa":                 true,
+			"latchkey_access_token_format":         "jwt",
+			"latchkey_access_token_signing_alg":    "ES256",
 		}},
 	}
 	for _, tc := range ok {
