@@ -36,6 +36,26 @@ func (c *fositeConfig) GetTokenURLs(context.Context) []string { return c.tokenUR
 // newAuthorizeRequest and checkAuthorizeRequest.
 func (c *fositeConfig) GetMinParameterEntropy(context.Context) int { return 1 }
 
+// GetTokenEndpointHandlers returns, while fosite handles a token request
+// (it puts the request in ctx), only the handlers of its grant type.
+// fosite's NewAccessResponse asks every handler to populate the response,
+// and each one of another grant type answers with an error that records a
+// stack trace: about a sixth of the CPU of a client_credentials token.
+func (c *fositeConfig) GetTokenEndpointHandlers(ctx context.Context) fosite.TokenEndpointHandlers {
+	all := c.Config.GetTokenEndpointHandlers(ctx)
+	ar, ok := ctx.Value(fosite.AccessRequestContextKey).(fosite.AccessRequester)
+	if !ok {
+		return all
+	}
+	var mine fosite.TokenEndpointHandlers
+	for _, h := range all {
+		if h.CanHandleTokenEndpointRequest(ctx, ar) {
+			mine = append(mine, h)
+		}
+	}
+	return mine
+}
+
 // deriveSecret derives a key for one purpose from the system secret, so the
 // token HMAC key, the client secret pepper and the store's sealing keys are
 // independent.
