@@ -55,13 +55,6 @@ func encodeRequest(r fosite.Requester) ([]byte, error) {
 	if rq, ok := r.(interface{ GetLang() language.Tag }); ok && rq.GetLang() != language.Und {
 		rec.Lang = rq.GetLang().String()
 	}
-	if sess := r.GetSession(); sess != nil {
-		b, err := json.Marshal(sess)
-		if err != nil {
-			return nil, fmt.Errorf("encode session: %w", err)
-		}
-		rec.Session = b
-	}
 	if ar, ok := r.(fosite.AuthorizeRequester); ok {
 		rec.Authorize = true
 		rec.ResponseTypes = ar.GetResponseTypes()
@@ -75,7 +68,17 @@ func encodeRequest(r fosite.Requester) ([]byte, error) {
 			rec.HandledResponseTypes = a.HandledResponseTypes
 		}
 	}
-	return json.Marshal(rec)
+	// The session is encoded in the same pass: as a json.RawMessage it
+	// would be encoded, then checked and copied again.
+	out := struct {
+		requestRecord
+		Session fosite.Session `json:"session,omitempty"`
+	}{rec, r.GetSession()}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	return b, nil
 }
 
 // decodeRequest rebuilds the fosite request in data. The session is decoded
