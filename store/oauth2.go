@@ -76,11 +76,16 @@ func (s *Store) createToken(ctx context.Context, kind tokenKind, signature, acce
 	if c := req.GetClient(); c != nil {
 		clientID = c.GetID()
 	}
-	if _, err := s.exec(ctx, `INSERT INTO oauth2_tokens
-		(kind, signature, request_id, client_id, subject, active, access_signature, requested_at, expires_at, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		kind, signature, req.GetID(), clientID, subjectOf(req), true, accessSignature,
-		utc(req.GetRequestedAt()), expiresAt, string(data)); err != nil {
+	args := []any{kind, signature, req.GetID(), clientID, subjectOf(req), true, accessSignature,
+		utc(req.GetRequestedAt()), expiresAt, string(data)}
+	// Outside a transaction the row joins whatever other requests are
+	// writing at the same moment; inside one it is the transaction's.
+	if txFrom(ctx) == nil {
+		err = s.tokens.insert(ctx, args...)
+	} else {
+		_, err = s.exec(ctx, s.tokens.query(1), args...)
+	}
+	if err != nil {
 		return fmt.Errorf("store %s: %w", kind, err)
 	}
 	return nil

@@ -46,6 +46,9 @@ type Store struct {
 	// metrics can see what a request costs.
 	statements atomic.Int64
 
+	// tokens coalesces the token INSERTs of concurrent requests.
+	tokens *tokenInserts
+
 	// writeLock admits one SQLite write transaction of this process at a
 	// time, so requests queue here instead of holding pool connections
 	// while SQLite's busy handler waits for the file lock. nil on PostgreSQL.
@@ -120,8 +123,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		warming: make(map[string]struct{}),
 	}
 	s.clients = newClientCache(opts.ClientCacheTTL, opts.Now)
+	s.tokens = newTokenInserts(s, 4, 64)
 	if target.dialect == sqlite {
 		s.writeLock = make(chan struct{}, 1)
+		s.tokens = newTokenInserts(s, 1, 64)
 	}
 	if len(opts.SystemSecret) > 0 {
 		if s.keySeal, err = NewSealer("signing-keys", opts.SystemSecret, opts.OldSystemSecrets...); err != nil {

@@ -3,7 +3,9 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,7 @@ var _ = register(
 	test{"RefreshRotationAndReuse", testRefreshRotationAndReuse},
 	test{"ConcurrentRefreshStrict", testConcurrentRefreshStrict},
 	test{"RefreshGracePeriod", testRefreshGracePeriod},
+	test{"ConcurrentAccessTokens", testConcurrentAccessTokens},
 )
 
 // request builds a stored-request fixture for client c.
@@ -563,4 +566,46 @@ func succeeded(resps []fosite.AccessResponder, errs []error) []fosite.AccessResp
 		}
 	}
 	return out
+}
+
+// testConcurrentAccessTokens stores access tokens from many requests at
+// once, as client_credentials traffic does (the store writes them in
+// shared multi-row INSERTs): every token is stored and readable, and of two
+// requests with the same signature exactly one succeeds.
+func testConcurrentAccessTokens(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{})
+	c := newClient(t, s)
+	exp := map[fosite.TokenType]time.Time{fosite.AccessToken: time.Now().Add(time.Hour)}
+	const n = 150
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		sig := fmt.Sprintf("sig-%d", i)
+		if i == n-1 {
+			sig = "sig-0" // the same signature as the first
+		}
+		wg.Go(func() { errs[i] = s.CreateAccessTokenSession(ctx, sig, request(c, fmt.Sprintf("req-%d", i), exp)) })
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[n-1] == nil) {
+		t.Fatalf("two inserts of one signature: %v and %v; want exactly one to fail", errs[0], errs[n-1])
+	}
+	for _, err := range []error{errs[0], errs[n-1]} {
+		if err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			t.Errorf("the duplicate failed with %v, want ErrAlreadyExists", err)
+		}
+	}
+	for i := 1; i < n-1; i++ {
+		if errs[i] != nil {
+			t.Fatalf("insert %d: %v", i, errs[i])
+		}
+		got, err := s.GetAccessTokenSession(ctx, fmt.Sprintf("sig-%d", i), openid.NewDefaultSession())
+		if err != nil {
+			t.Fatalf("read token %d: %v", i, err)
+		}
+		if got.GetID() != fmt.Sprintf("req-%d", i) {
+			t.Fatalf("token %d came back as request %s", i, got.GetID())
+		}
+	}
 }
