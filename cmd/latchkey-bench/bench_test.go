@@ -138,12 +138,13 @@ func TestScenarios(t *testing.T) {
 	})
 }
 
-// TestRunsAndMedian repeats a scenario and reports the median run again.
+// TestRunsAndMedian repeats a scenario and reports the median run again,
+// every line with the --label.
 func TestRunsAndMedian(t *testing.T) {
 	srv := latchkeytest.Start(t, latchkeytest.Options{})
 	out := filepath.Join(t.TempDir(), "bench.jsonl")
 	code, stdoutLines, stderr := bench(t, srv, "--scenario", "client_credentials", "--runs", "3",
-		"--duration", "300ms", "--warmup", "0s", "--out", out)
+		"--duration", "300ms", "--warmup", "0s", "--out", out, "--label", "sqlite")
 	if code != exitOK || len(stdoutLines) != 0 {
 		t.Fatalf("exit %d, %d lines on stdout with --out; stderr:\n%s", code, len(stdoutLines), stderr)
 	}
@@ -156,8 +157,13 @@ func TestRunsAndMedian(t *testing.T) {
 		t.Fatalf("%d lines, want 3 runs and the median:\n%s", len(lines), data)
 	}
 	var last result
-	if err := json.Unmarshal([]byte(lines[3]), &last); err != nil {
-		t.Fatal(err)
+	for i, line := range lines {
+		if err := json.Unmarshal([]byte(line), &last); err != nil {
+			t.Fatal(err)
+		}
+		if last.Label != "sqlite" || !strings.Contains(line, `"label":"sqlite"`) {
+			t.Errorf("line %d has label %q, want the --label sqlite: %s", i+1, last.Label, line)
+		}
 	}
 	if last.MedianOf != 3 || last.Run < 1 || last.Run > 3 {
 		t.Errorf("last line %s, want the median of 3 runs", lines[3])

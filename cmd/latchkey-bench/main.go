@@ -46,10 +46,14 @@
 //
 // Output: one JSON line per scenario and run (--out, default stdout):
 //
-//	{"scenario":"client_credentials","run":1,"concurrency":64,"duration_s":20,"warmup_s":3,
+//	{"scenario":"client_credentials","label":"postgres","run":1,"concurrency":64,"duration_s":20,"warmup_s":3,
 //	 "requests":41234,"errors":0,"errors_by_kind":{},"rps":2061.7,"p50_ms":29.1,"p90_ms":41.3,
 //	 "p99_ms":60.2,"max_ms":95.4,"mean_ms":30.9,"started_at":"…","issuer":"http://127.0.0.1:8080",
 //	 "keep_alive":true,"max_idle_conns_per_host":64,"note":"…"}
+//
+// label is --label copied as given (omitted when empty), to tell apart the
+// lines of runs against different set-ups once they are put together, as
+// perf-table does with "postgres" and "sqlite".
 //
 // requests counts every request of the window and errors those without the
 // expected answer, by kind: "oauth:<error>" for an RFC 6749 error answer,
@@ -65,6 +69,12 @@
 // reached, a scenario's set-up fails (other than the JWT scenarios on a
 // provider without JWT access tokens) or no scenario ran, and 0
 // otherwise, whatever the error counts.
+//
+// cmd/latchkey-bench/perf-table (a script, run from the repository root)
+// starts `latchkey serve` on PostgreSQL and on SQLite, runs every scenario
+// against each, measures pgbench's ceiling, the server's memory and its
+// start-up time, and writes README.md's Performance section with
+// cmd/latchkey-bench/perftable.
 //
 // Against a development server on this machine:
 //
@@ -125,6 +135,7 @@ type config struct {
 	redirectURI                  string
 	jwtMetadata                  map[string]any
 	out                          string
+	label                        string
 	keepClients                  bool
 }
 
@@ -179,6 +190,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.redirectURI, "redirect-uri", "http://127.0.0.1:1/callback", "redirect URI of the code flows (never loaded)")
 	fs.StringVar(&jwtMeta, "jwt-metadata", defaultJWTs, "client metadata (a JSON object) added to the client_credentials_jwt client")
 	fs.StringVar(&c.out, "out", "", "file for the JSON lines (default stdout)")
+	fs.StringVar(&c.label, "label", "", `copied into every JSON line as "label", e.g. the database of the run`)
 	fs.BoolVar(&c.keepClients, "keep-clients", false, "keep the clients the run registered")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -371,7 +383,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runScenario(ctx context.Context, e *env, cfg *config, s scenario, stderr io.Writer) ([]result, error) {
 	n := cfg.workersFor(s)
 	base := result{
-		Scenario: s.name, Concurrency: n, WarmupS: cfg.warmup.Seconds(), ErrorsByKind: map[string]int{},
+		Scenario: s.name, Label: cfg.label, Concurrency: n, WarmupS: cfg.warmup.Seconds(), ErrorsByKind: map[string]int{},
 		Issuer: e.t.meta.Issuer, KeepAlive: true, IdlePerHost: e.t.idlePerHost, Note: s.note,
 	}
 	fmt.Fprintf(stderr, "%s: setting up %d workers\n", s.name, n)

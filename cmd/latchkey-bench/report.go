@@ -16,7 +16,9 @@ import (
 // a scenario that could not run (Error set, no figures).
 type result struct {
 	Scenario string `json:"scenario"`
-	Run      int    `json:"run,omitempty"`
+	// Label is --label, which names the set-up under load.
+	Label string `json:"label,omitempty"`
+	Run   int    `json:"run,omitempty"`
 	// MedianOf is set on the extra line that repeats the median run (by
 	// rps) of a scenario run more than once.
 	MedianOf      int               `json:"median_of,omitempty"`
