@@ -78,6 +78,8 @@ var settingDefs = map[string]setting{
 		usage: "log format: text, json, or auto (text on a terminal, else json)"},
 	"metrics-addr": {env: "LATCHKEY_METRICS_ADDR", def: "127.0.0.1:9464",
 		usage: "listen address of the Prometheus /metrics endpoint (and /health/*), or off"},
+	"pprof": {env: "LATCHKEY_PPROF", isBool: true,
+		usage: "serve Go's CPU, heap and other profiles under /debug/pprof/ on the metrics listener (keep that listener private)"},
 	"metrics-per-client": {env: "LATCHKEY_METRICS_PER_CLIENT", isBool: true,
 		usage: "add latchkey_client_tokens_issued_total, labelled by client_id (one series per client and grant)"},
 	"key-refresh-interval": {env: "LATCHKEY_KEY_REFRESH_INTERVAL", def: "1m",

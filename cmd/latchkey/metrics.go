@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -58,8 +59,8 @@ func (t *telemetry) listener(name string, ln net.Listener, h http.Handler, ready
 }
 
 // metricsListener opens the --metrics-addr listener serving /metrics and
-// the health checks, or returns nil when it is off. Scrapes are neither
-// logged nor counted.
+// the health checks, and with --pprof Go's profiles under /debug/pprof/,
+// or returns nil when it is off. Scrapes are neither logged nor counted.
 func (t *telemetry) metricsListener(s *settings, ready func(context.Context) error) ([]listener, error) {
 	addr := s.get("metrics-addr")
 	if addr == "" || addr == "off" {
@@ -69,9 +70,21 @@ func (t *telemetry) metricsListener(s *settings, ready func(context.Context) err
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
+	profiles, err := s.bool("pprof")
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(t.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(t.log.Handler(), slog.LevelWarn),
 	}))
+	if profiles {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return []listener{{"metrics", ln, observe.Handler(mux, observe.Options{Listener: "metrics", Ready: ready})}}, nil
 }

@@ -24,7 +24,7 @@ var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
 	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval", "key-rotation-period", "database-max-conns", "password-check-url",
-	"access-token-format",
+	"access-token-format", "pprof",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login

@@ -439,4 +439,34 @@ func TestServeMetricsAndHealth(t *testing.T) {
 	if strings.Contains(string(body), "latchkey_client_tokens_issued_total") {
 		t.Error("per-client metrics without --metrics-per-client")
 	}
+	resp, err = http.Get(metricsBase + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("profiles without --pprof: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestServePprof: --pprof serves Go's profiles on the metrics listener.
+func TestServePprof(t *testing.T) {
+	cleanEnv(t)
+	s := startServe(t, "--data-dir", filepath.Join(t.TempDir(), "latchkey-data"), "--pprof")
+	metricsBase := strings.TrimSuffix(s.metrics, "/metrics")
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/heap?debug=1":      "heap profile",
+		"/debug/pprof/profile?seconds=1": "",
+	} {
+		resp, err := http.Get(metricsBase + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) == 0 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d, %d bytes, want 200 with %q", path, resp.StatusCode, len(body), want)
+		}
+	}
 }
