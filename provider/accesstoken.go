@@ -56,10 +56,12 @@ type accessTokens struct {
 	subject func(fosite.Requester) string
 }
 
-// GenerateAccessToken issues the format the requester's client uses.
+// GenerateAccessToken issues the format the requester's client uses. A
+// request always carries the store's client; without one there would be
+// no client_id to name, so the token is opaque.
 func (s *accessTokens) GenerateAccessToken(ctx context.Context, req fosite.Requester) (string, string, error) {
-	client, _ := req.GetClient().(*store.Client)
-	if s.format(client) != AccessTokenJWT {
+	client, ok := req.GetClient().(*store.Client)
+	if !ok || s.format(client) != AccessTokenJWT {
 		return s.CoreStrategy.GenerateAccessToken(ctx, req)
 	}
 	claims, err := s.jwtClaims(req, client)
@@ -108,7 +110,7 @@ func (s *accessTokens) ValidateAccessToken(ctx context.Context, req fosite.Reque
 }
 
 func (s *accessTokens) format(c *store.Client) string {
-	if c != nil && c.AccessTokenFormat != "" {
+	if c.AccessTokenFormat != "" {
 		return c.AccessTokenFormat
 	}
 	return s.defaultFormat
