@@ -16,17 +16,23 @@ import (
 )
 
 // clientAssertion is a private_key_jwt assertion (RFC 7523 §3) for clientID
-// with audience aud.
+// with audience aud, issued now.
 func clientAssertion(t *testing.T, key *ecdsa.PrivateKey, clientID, aud, jti string) string {
+	t.Helper()
+	return clientAssertionAt(t, key, clientID, aud, jti, time.Now())
+}
+
+// clientAssertionAt is the same assertion issued at issued; it expires a
+// minute later.
+func clientAssertionAt(t *testing.T, key *ecdsa.PrivateKey, clientID, aud, jti string, issued time.Time) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "rp-key"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
 	s, err := jwt.Signed(signer).Claims(jwt.Claims{
 		Issuer: clientID, Subject: clientID, Audience: jwt.Audience{aud}, ID: jti,
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute)),
+		IssuedAt: jwt.NewNumericDate(issued), Expiry: jwt.NewNumericDate(issued.Add(time.Minute)),
 	}).CompactSerialize()
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +82,8 @@ func TestClientAuthenticationMethods(t *testing.T) {
 			"client_assertion": {clientAssertion(t, key, pkjwt.ID, e.issuer(), "jti-2")}}), http.StatusUnauthorized},
 		{"private_key_jwt foreign audience", cc(url.Values{"client_assertion_type": {assertionType},
 			"client_assertion": {clientAssertion(t, key, pkjwt.ID, "https://elsewhere.example.test", "jti-3")}}), http.StatusUnauthorized},
+		{"private_key_jwt expired", cc(url.Values{"client_assertion_type": {assertionType},
+			"client_assertion": {clientAssertionAt(t, key, pkjwt.ID, e.issuer()+"/oauth2/token", "jti-4", time.Now().Add(-2*time.Minute))}}), http.StatusUnauthorized},
 		{"public client cannot use client_credentials", cc(url.Values{"client_id": {public.ID}}), http.StatusBadRequest},
 	}
 	for _, tc := range cases {

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -54,6 +56,23 @@ func (c *fositeConfig) GetTokenEndpointHandlers(ctx context.Context) fosite.Toke
 		}
 	}
 	return mine
+}
+
+// clientAuthentication is fosite's client authentication with one lapse
+// mended: a client assertion whose exp, iat or nbf fails the check comes
+// back as the JWT library's plain error, which would be answered as a
+// server error. It is a failed client authentication, invalid_client (RFC
+// 7523 §3, RFC 6749 §5.2). fosite reports every other failure, the store's
+// included, as its own error.
+func clientAuthentication(authenticate fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
+	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		c, err := authenticate(ctx, r, form)
+		var rfcErr *fosite.RFC6749Error
+		if err != nil && !errors.As(err, &rfcErr) {
+			return nil, fosite.ErrInvalidClient.WithHintf("The client assertion is not valid: %s.", err).WithDebug(err.Error())
+		}
+		return c, err
+	}
 }
 
 // deriveSecret derives a key for one purpose from the system secret, so the
@@ -171,6 +190,7 @@ func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.H
 		Signer:                     ring,
 	}
 	f := fosite.NewOAuth2Provider(st, fc)
+	fc.ClientAuthenticationStrategy = clientAuthentication(f.DefaultClientAuthenticationStrategy)
 	factories := []compose.Factory{
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2AuthorizeImplicitFactory,
