@@ -21,7 +21,7 @@ import (
 )
 
 // rpKey is a relying party's signing key with its public JWKS.
-func rpKey(t *testing.T) (*ecdsa.PrivateKey, *jose.JSONWebKeySet) {
+func rpKey(t testing.TB) (*ecdsa.PrivateKey, *jose.JSONWebKeySet) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
