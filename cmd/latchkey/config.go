@@ -88,6 +88,10 @@ var settingDefs = map[string]setting{
 		usage: "age at which a current signing key is rotated (the next key, published since the last rotation, takes over)"},
 	"access-token-format": {env: "LATCHKEY_ACCESS_TOKEN_FORMAT", def: "opaque",
 		usage: "access token format of clients that do not choose one (latchkey_access_token_format): opaque, or jwt (RFC 9068, signed with the provider's keys)"},
+	"max-body-bytes": {env: "LATCHKEY_MAX_BODY_BYTES", def: "1048576",
+		usage: "largest request body any listener accepts; a larger one is answered 413"},
+	"max-header-bytes": {env: "LATCHKEY_MAX_HEADER_BYTES", def: "65536",
+		usage: "largest request line and headers any listener accepts; larger ones are answered 431"},
 	"database-max-conns": {env: "LATCHKEY_DATABASE_MAX_CONNS",
 		usage: "most database connections this process opens; default 32 for PostgreSQL, 8 for SQLite"},
 	"password-check-url": {env: "LATCHKEY_PASSWORD_CHECK_URL",
@@ -459,13 +463,18 @@ func isTerminal(w io.Writer) bool {
 
 // maxConns returns --database-max-conns, 0 for the store's default.
 func (s *settings) maxConns() (int, error) {
-	v := s.get("database-max-conns")
-	if v == "" {
+	if s.get("database-max-conns") == "" {
 		return 0, nil
 	}
+	return s.positiveInt("database-max-conns")
+}
+
+// positiveInt returns a setting that must be a positive whole number.
+func (s *settings) positiveInt(name string) (int, error) {
+	v := s.get(name)
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, fmt.Errorf("--database-max-conns: %q is not a positive number", v)
+		return 0, fmt.Errorf("--%s: %q is not a positive number", name, v)
 	}
 	return n, nil
 }

@@ -20,12 +20,28 @@ import (
 // provider, the login app, the database pool, Go and the process, and the
 // HTTP metrics of every listener.
 type telemetry struct {
-	reg  *prometheus.Registry
-	http *observe.HTTPMetrics
-	log  *slog.Logger
+	reg    *prometheus.Registry
+	http   *observe.HTTPMetrics
+	log    *slog.Logger
+	limits requestLimits
 }
 
-func newTelemetry(log *slog.Logger, st *store.Store) (*telemetry, error) {
+// requestLimits bound what a client may send to any listener.
+type requestLimits struct {
+	body   int64 // --max-body-bytes
+	header int   // --max-header-bytes
+}
+
+func newTelemetry(s *settings, log *slog.Logger, st *store.Store) (*telemetry, error) {
+	var limits requestLimits
+	body, err := s.positiveInt("max-body-bytes")
+	if err != nil {
+		return nil, err
+	}
+	limits.body = int64(body)
+	if limits.header, err = s.positiveInt("max-header-bytes"); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "latchkey_build_info",
@@ -47,15 +63,16 @@ func newTelemetry(log *slog.Logger, st *store.Store) (*telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &telemetry{reg: reg, http: hm, log: log}, nil
+	return &telemetry{reg: reg, http: hm, log: log, limits: limits}, nil
 }
 
 // listener serves h on ln as the listener called name, with health checks
-// answered by ready, the access log and the HTTP metrics.
+// answered by ready, the access log, the HTTP metrics and the request
+// limits.
 func (t *telemetry) listener(name string, ln net.Listener, h http.Handler, ready func(context.Context) error) listener {
 	return listener{name, ln, observe.Handler(h, observe.Options{
-		Listener: name, Log: t.log, Metrics: t.http, Ready: ready,
-	})}
+		Listener: name, Log: t.log, Metrics: t.http, Ready: ready, MaxBodyBytes: t.limits.body,
+	}), t.limits.header}
 }
 
 // metricsListener opens the --metrics-addr listener serving /metrics and
@@ -86,5 +103,5 @@ func (t *telemetry) metricsListener(s *settings, ready func(context.Context) err
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	return []listener{{"metrics", ln, observe.Handler(mux, observe.Options{Listener: "metrics", Ready: ready})}}, nil
+	return []listener{{"metrics", ln, observe.Handler(mux, observe.Options{Listener: "metrics", Ready: ready, MaxBodyBytes: t.limits.body}), t.limits.header}}, nil
 }

@@ -24,7 +24,7 @@ var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
 	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval", "key-rotation-period", "database-max-conns", "password-check-url",
-	"access-token-format", "pprof",
+	"access-token-format", "pprof", "max-body-bytes", "max-header-bytes",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login
@@ -131,7 +131,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
-	tel, err := newTelemetry(log, st)
+	tel, err := newTelemetry(s, log, st)
 	if err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Wr
 		return err
 	}
 	defer st.Close()
-	tel, err := newTelemetry(log, st)
+	tel, err := newTelemetry(s, log, st)
 	if err != nil {
 		return err
 	}
@@ -225,9 +225,10 @@ func (s *settings) databaseName() string {
 }
 
 type listener struct {
-	name    string
-	ln      net.Listener
-	handler http.Handler
+	name           string
+	ln             net.Listener
+	handler        http.Handler
+	maxHeaderBytes int
 }
 
 // serveUntilDone serves every listener and runs the background work until ctx ends or a listener fails, then shuts the servers down
@@ -250,6 +251,7 @@ func serveUntilDone(ctx context.Context, log *slog.Logger, background func(conte
 			Handler:           l.handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    l.maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.With("listener", l.name).Handler(), slog.LevelWarn),
 		}
 		servers[i] = srv

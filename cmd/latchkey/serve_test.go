@@ -470,3 +470,53 @@ func TestServePprof(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRequestLimits: --max-body-bytes and --max-header-bytes hold on
+// every listener: 413 in the OAuth error shape for a body over the bound,
+// 431 for headers over it, and requests within them are served.
+func TestServeRequestLimits(t *testing.T) {
+	cleanEnv(t)
+	s := startServe(t, "--data-dir", filepath.Join(t.TempDir(), "latchkey-data"),
+		"--max-body-bytes", "2048", "--max-header-bytes", "4096")
+	for _, base := range []string{s.public + "/oauth2/token", s.admin + "/admin/clients"} {
+		resp, err := http.Post(base, "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials&x="+strings.Repeat("a", 4096)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || out["error"] != "invalid_request" {
+			t.Errorf("%s with a 4 KiB body: %d %v, want 413 invalid_request", base, resp.StatusCode, out)
+		}
+	}
+	req, err := http.NewRequest(http.MethodGet, s.public+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Padding", strings.Repeat("a", 8192))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("8 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+	resp, err = http.Get(s.public + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a request within the limits: %d", resp.StatusCode)
+	}
+	for _, bad := range [][]string{{"--max-body-bytes", "0"}, {"--max-header-bytes", "lots"}} {
+		var stderr bytes.Buffer
+		args := append([]string{"serve", "--data-dir", filepath.Join(t.TempDir(), "d"), "--public-addr", "127.0.0.1:0",
+			"--admin-addr", "127.0.0.1:0", "--metrics-addr", "off"}, bad...)
+		if err := run(context.Background(), args, io.Discard, &stderr); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: %v, want an error naming the flag", bad, err)
+		}
+	}
+}

@@ -80,6 +80,10 @@ type Options struct {
 	// Ready answers /health/ready: nil error means ready. Nil is always
 	// ready.
 	Ready func(context.Context) error
+	// MaxBodyBytes bounds every request body; 0 means no bound. A request
+	// that declares a longer body is answered 413 before any handler runs,
+	// and reading past the bound fails in the handler.
+	MaxBodyBytes int64
 }
 
 // Handler serves next on one listener: it answers the health endpoints
@@ -117,6 +121,13 @@ func Handler(next http.Handler, o Options) http.Handler {
 		}
 		m := httpsnoop.CaptureMetrics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			defer recoverPanic(w, r, o.Log)
+			if o.MaxBodyBytes > 0 {
+				if r.ContentLength > o.MaxBodyBytes {
+					writeTooLarge(w, o.MaxBodyBytes)
+					return
+				}
+				r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+			}
 			serve(w, r)
 		}), w, r)
 
@@ -177,6 +188,20 @@ func checkReady(ctx context.Context, ready func(context.Context) error) error {
 
 // writeHealth answers a health check: 200 {"status":"ok"}, or 503 with
 // what is wrong.
+// writeTooLarge answers a request whose body is over the bound: 413, in
+// the OAuth error shape every JSON endpoint uses, and the connection is
+// closed rather than the body read.
+func writeTooLarge(w http.ResponseWriter, limit int64) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_ = json.NewEncoder(w).Encode(map[string]string{
+		"error":             "invalid_request",
+		"error_description": fmt.Sprintf("The request body is larger than the %d bytes this server accepts.", limit),
+	})
+}
+
 func writeHealth(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -232,3 +232,46 @@ func TestPanicIsA500(t *testing.T) {
 		t.Error("the panic was not logged with its request ID")
 	}
 }
+
+// TestBodyLimit: a body declared longer than MaxBodyBytes is refused with
+// 413 in the OAuth error shape before any handler runs; a longer body
+// without a declared length fails to read in the handler; one within the
+// bound arrives whole.
+func TestBodyLimit(t *testing.T) {
+	var read []byte
+	var readErr error
+	h := observe.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		read, readErr = io.ReadAll(r.Body)
+		if readErr != nil {
+			http.Error(w, "too long", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), observe.Options{MaxBodyBytes: 16})
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(strings.Repeat("a", 17))))
+	var out map[string]string
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != http.StatusRequestEntityTooLarge ||
+		out["error"] != "invalid_request" || !strings.Contains(out["error_description"], "16 bytes") {
+		t.Errorf("declared 17 bytes: %d %s, want 413 invalid_request naming the bound", rec.Code, rec.Body)
+	}
+	if read != nil {
+		t.Error("the handler ran for a body over the bound")
+	}
+
+	req := httptest.NewRequest(http.MethodPost, "/x", io.MultiReader(strings.NewReader(strings.Repeat("a", 17))))
+	req.ContentLength = -1 // chunked: the length is not known before reading
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var tooLarge *http.MaxBytesError
+	if !errors.As(readErr, &tooLarge) || rec.Code != http.StatusBadRequest {
+		t.Errorf("undeclared 17 bytes: read error %v, status %d; want the handler to fail reading", readErr, rec.Code)
+	}
+
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(strings.Repeat("a", 16))))
+	if rec.Code != http.StatusNoContent || len(read) != 16 {
+		t.Errorf("16 bytes: %d, read %d bytes; want them all", rec.Code, len(read))
+	}
+}
