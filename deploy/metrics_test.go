@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,11 +14,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 )
 
 // dashboardFile and alertsFile are the files whose queries must name
@@ -327,37 +327,6 @@ func readmeMetrics(t *testing.T) map[string]string {
 	return out
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// lockedBuffer collects a process's output for the test's messages.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestMetricsServed runs the real server (`latchkey serve`: the provider
 // with the login app, on SQLite in a temporary directory), makes a
 // client_credentials token request and a readiness check, scrapes /metrics
@@ -372,8 +341,8 @@ func TestMetricsServed(t *testing.T) {
 	bin := latchkeyBinary(t)
 
 	dir := t.TempDir()
-	public, admin, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
-	var logs lockedBuffer
+	public, admin, metrics := latchkeytest.FreeAddr(t), latchkeytest.FreeAddr(t), latchkeytest.FreeAddr(t)
+	var logs latchkeytest.Output
 	// --metrics-per-client is on so that the scrape holds every metric
 	// of the README's table, the opt-in one included.
 	srv := exec.Command(bin, "serve", "--data-dir", dir, "--public-addr", public, "--admin-addr", admin,

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 	"github.com/latchkey-oidc/latchkey/conformance/useragent"
 	"github.com/latchkey-oidc/latchkey/provider"
 	"github.com/latchkey-oidc/latchkey/store/storetest"
@@ -73,7 +74,7 @@ func TestReplicas(t *testing.T) {
 
 	// The providers need the login app's URL before it can start (it
 	// needs a provider's admin API): reserve its port.
-	loginAddr := reserveAddr(t)
+	loginAddr := latchkeytest.FreeAddr(t)
 	loginURL := "http://" + loginAddr + "/login"
 
 	common := []string{
@@ -448,7 +449,7 @@ func runLatchkey(t *testing.T, bin string, args ...string) string {
 type latchkeyProcess struct {
 	name                   string
 	cmd                    *exec.Cmd
-	stdout, stderr         *syncBuffer
+	stdout, stderr         *latchkeytest.Output
 	exited                 chan struct{}
 	waitErr                error
 	public, admin, metrics string
@@ -469,7 +470,7 @@ func (p *latchkeyProcess) interrupt() {
 // if the test failed.
 func launchProcess(t *testing.T, bin, name string, args []string) *latchkeyProcess {
 	t.Helper()
-	p := &latchkeyProcess{name: name, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &latchkeyProcess{name: name, stdout: &latchkeytest.Output{}, stderr: &latchkeytest.Output{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 )
 
 // TestServeLoginAlone runs the provider and the login app as two processes
@@ -21,7 +22,7 @@ func TestServeLoginAlone(t *testing.T) {
 	cleanEnv(t)
 	dir := filepath.Join(t.TempDir(), "latchkey-data")
 	// The login app's address must be known before the provider starts.
-	loginAddr := reserveAddr(t)
+	loginAddr := latchkeytest.FreeAddr(t)
 	loginURL := "http://" + loginAddr + "/login"
 
 	prov := startServe(t, "provider", "--data-dir", dir, "--login-url", loginURL)
@@ -29,7 +30,7 @@ func TestServeLoginAlone(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out, errOut syncBuffer
+	var out, errOut latchkeytest.Output
 	go func() {
 		done <- run(ctx, []string{"serve", "login", "--data-dir", dir, "--issuer", prov.issuer, "--login-url", loginURL,
 			"--login-addr", loginAddr, "--admin-url", prov.admin, "--admin-token", token, "--metrics-addr", "127.0.0.1:0"}, &out, &errOut)
@@ -87,18 +88,6 @@ func TestServeLoginAlone(t *testing.T) {
 	if !strings.Contains(out.String(), "login app is serving") {
 		t.Errorf("serve login printed %q", out.String())
 	}
-}
-
-// reserveAddr returns a loopback address that was free a moment ago, for a
-// server whose address others must know before it starts.
-func reserveAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -10,33 +10,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 	"github.com/latchkey-oidc/latchkey/provider"
 )
-
-// syncBuffer is an output the server goroutine writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // cleanEnv unsets every LATCHKEY_* variable the commands read, so the
 // developer's environment does not leak into a test.
@@ -52,7 +34,7 @@ func cleanEnv(t *testing.T) {
 type server struct {
 	public, admin, issuer string
 	metrics               string // the /metrics URL
-	stdout, stderr        *syncBuffer
+	stdout, stderr        *latchkeytest.Output
 	stop                  context.CancelFunc
 	done                  chan error
 }
@@ -69,7 +51,7 @@ var (
 func startServe(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	s := &server{stdout: &latchkeytest.Output{}, stderr: &latchkeytest.Output{}, stop: cancel, done: make(chan error, 1)}
 	args = append([]string{"serve", "--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"}, args...)
 	go func() { s.done <- run(ctx, args, s.stdout, s.stderr) }()
 	t.Cleanup(func() {

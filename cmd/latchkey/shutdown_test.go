@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 )
 
 // The case of a request that outlasts the shutdown timeout is not tested:
@@ -222,7 +224,7 @@ func TestGracefulShutdownSIGTERM(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &latchkeytest.Output{}, &latchkeytest.Output{}
 	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--log-format", "json",
 		"--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, stdout, stderr

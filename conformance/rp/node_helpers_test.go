@@ -2,7 +2,6 @@ package rp_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
@@ -52,7 +50,7 @@ type nodeRP struct {
 	t      *testing.T
 	in     io.Writer
 	out    *bufio.Reader
-	stderr *nodeStderr
+	stderr *latchkeytest.Output
 	// sent counts requests whose answer has not been read yet.
 	sent int
 }
@@ -93,7 +91,7 @@ func startNodeRP(t *testing.T) *nodeRP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &nodeRP{t: t, in: stdin, out: bufio.NewReader(stdout), stderr: &nodeStderr{}}
+	n := &nodeRP{t: t, in: stdin, out: bufio.NewReader(stdout), stderr: &latchkeytest.Output{}}
 	cmd.Stderr = n.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start node rp.mjs: %v", err)
@@ -400,29 +398,4 @@ func nodeWithParam(callback map[string]any, name, value string) map[string]any {
 	u.Fragment, u.RawFragment = "", ""
 	out["url"] = u.String() + "#" + v.Encode()
 	return out
-}
-
-// nodeStderr collects a process's stderr, which exec copies from
-// another goroutine.
-type nodeStderr struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *nodeStderr) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *nodeStderr) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *nodeStderr) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package observe_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,33 +9,24 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 	"github.com/latchkey-oidc/latchkey/provider/observe"
 )
 
 // logLines is a JSON log that tests read back line by line.
 type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
+	latchkeytest.Output
 }
 
 func (l *logLines) records(t *testing.T) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -141,7 +131,7 @@ func TestRequestIDsAndAccessLog(t *testing.T) {
 			t.Errorf("access log %s = %v, want %v", k, access[k], want)
 		}
 	}
-	if strings.Contains(s.log.buf.String(), "secret-code-value") {
+	if strings.Contains(s.log.String(), "secret-code-value") {
 		t.Error("the query string reached the log")
 	}
 }
