@@ -1,8 +1,13 @@
 package store
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/lib/pq"
 	"github.com/ory/fosite"
@@ -18,12 +23,20 @@ var (
 	// first; it is fosite's serialization failure so the refresh handler
 	// answers "retry".
 	ErrConflict = fosite.ErrSerializationFailure
+	// ErrUnavailable reports that the database could not serve the request
+	// for now: it is down or restarting, refused the connection, ran out of
+	// connections, or the request's time ran out waiting for it. Trying
+	// again later may succeed; callers answer 503, not 500.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // mapErr turns driver errors into the store's sentinels.
 func (s *Store) mapErr(err error) error {
 	if err == nil {
 		return nil
+	}
+	if unavailable(err) {
+		return errors.Join(ErrUnavailable, err)
 	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
@@ -42,4 +55,31 @@ func (s *Store) mapErr(err error) error {
 		return errors.Join(ErrAlreadyExists, err)
 	}
 	return err
+}
+
+// unavailable tells a database that could not be reached, or that refused
+// service for a while, from one that answered: the connection failed or
+// broke, PostgreSQL is shutting down, starting or out of connections, or the
+// request's deadline passed.
+func unavailable(err error) bool {
+	for _, target := range []error{driver.ErrBadConn, context.DeadlineExceeded, io.EOF, io.ErrUnexpectedEOF,
+		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		// Class 08 is connection exceptions, 57 operator intervention
+		// (shutdown, cannot connect now, query cancelled); 53300 is
+		// too_many_connections.
+		class := pqErr.Code.Class()
+		return class == "08" || class == "57" || pqErr.Code == "53300"
+	}
+	// SQLite's busy timeout ran out behind another writer.
+	return strings.Contains(err.Error(), "database is locked")
 }

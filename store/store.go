@@ -222,7 +222,7 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 		}
 		st, err := tx.PreparexContext(ctx, tx.Rebind(query))
 		if err != nil {
-			return nil, fmt.Errorf("prepare %q: %w", query, err)
+			return nil, fmt.Errorf("prepare %q: %w", query, s.mapErr(err))
 		}
 		s.prepareInBackground(query)
 		return st, nil
@@ -234,7 +234,7 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 			st, err = s.db.PreparexContext(ctx, s.db.Rebind(query))
 			if err != nil {
 				s.stmtMu.Unlock()
-				return nil, fmt.Errorf("prepare %q: %w", query, err)
+				return nil, fmt.Errorf("prepare %q: %w", query, s.mapErr(err))
 			}
 			s.stmts[query] = st
 		}
@@ -329,7 +329,7 @@ func (s *Store) lockWrite(ctx context.Context) (func(), error) {
 	case s.writeLock <- struct{}{}:
 		return s.unlockWrites, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("wait to write: %w", ctx.Err())
+		return nil, fmt.Errorf("wait to write: %w", s.mapErr(ctx.Err()))
 	}
 }
 

@@ -39,7 +39,7 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 		select {
 		case s.writeLock <- struct{}{}:
 		case <-ctx.Done():
-			return ctx, fmt.Errorf("begin transaction: %w", ctx.Err())
+			return ctx, fmt.Errorf("begin transaction: %w", s.mapErr(ctx.Err()))
 		}
 	}
 	tx, err := s.db.BeginTxx(ctx, nil)
