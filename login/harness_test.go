@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,14 +45,28 @@ const adminToken = "login-test-admin-token-0123456789"
 const rpRedirect = "http://127.0.0.1:9/callback"
 
 type env struct {
+	t testing.TB
+	// replica is the first instance; a test of one instance sees only it.
+	*replica
+	// replicas are every instance, the first one first: more than one
+	// when envOptions.replicas asks, all on the one database.
+	replicas []*replica
+	outbox   string
+	hasher   *password.Hasher
+}
+
+// replica is one instance of the provider with the login app mounted on
+// it, as one "latchkey serve" process: its own store (connection pool),
+// listeners and metrics. Every replica has the first one's issuer, as
+// replicas behind one load balancer do; a test reaches replica r at
+// r.public.URL (see at).
+type replica struct {
 	t        testing.TB
 	store    *store.Store
 	public   *httptest.Server
 	admin    *httptest.Server
 	app      *login.App
-	outbox   string
 	registry *prometheus.Registry
-	hasher   *password.Hasher
 }
 
 // envOptions change an environment before it starts.
@@ -59,6 +74,14 @@ type envOptions struct {
 	// host replaces 127.0.0.1 in the issuer (passkeys need a host name).
 	host  string
 	login func(*login.Config)
+	// replicas is how many instances share the database; 0 means one.
+	replicas int
+}
+
+// withReplicas runs n instances of the provider and the login app on one
+// database.
+func withReplicas(n int) func(*envOptions) {
+	return func(o *envOptions) { o.replicas = n }
 }
 
 func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
@@ -67,16 +90,47 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 	for _, f := range opts {
 		f(&o)
 	}
+	e := &env{t: t, hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1}}
+	e.outbox = filepath.Join(t.TempDir(), "outbox.jsonl")
+	// One mail relay serves every replica, so the outbox holds all mail.
+	mailer := &mail.Outbox{Path: e.outbox}
+	dbURL := o.database(t)
+	e.replica = e.startReplica(&o, dbURL, "", mailer)
+	for range o.replicas - 1 {
+		e.startReplica(&o, dbURL, e.issuer(), mailer)
+	}
+	return e
+}
+
+// database is a fresh database for the environment: PostgreSQL when the
+// tests are asked to use it (LATCHKEY_TEST_PROVIDER_BACKEND=postgres), or
+// for several replicas whenever there is one (CI always has); else a
+// SQLite file, which several replicas share as several processes would.
+func (o *envOptions) database(t testing.TB) string {
+	if os.Getenv("LATCHKEY_TEST_PROVIDER_BACKEND") == "postgres" ||
+		(o.replicas > 1 && os.Getenv("LATCHKEY_TEST_DATABASE_URL") != "") {
+		return storetest.FreshPostgres(t)
+	}
+	return storetest.FreshSQLite(t)
+}
+
+// startReplica starts an instance on dbURL and adds it to e.replicas. An
+// empty issuer makes its own public URL the issuer (the first replica).
+func (e *env) startReplica(o *envOptions, dbURL, issuer string, mailer mail.Sender) *replica {
+	t := e.t
+	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, registry: prometheus.NewRegistry(), hasher: &password.Hasher{MemoryKiB: 64, Time: 1, Threads: 1}}
+	r := &replica{t: t, registry: prometheus.NewRegistry()}
 	var public, admin http.Handler = http.NotFoundHandler(), http.NotFoundHandler()
-	e.public = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { public.ServeHTTP(w, r) }))
-	t.Cleanup(e.public.Close)
-	e.admin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { admin.ServeHTTP(w, r) }))
-	t.Cleanup(e.admin.Close)
-	issuer := e.public.URL
-	if o.host != "" {
-		issuer = strings.Replace(issuer, "127.0.0.1", o.host, 1)
+	r.public = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { public.ServeHTTP(w, req) }))
+	t.Cleanup(r.public.Close)
+	r.admin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { admin.ServeHTTP(w, req) }))
+	t.Cleanup(r.admin.Close)
+	if issuer == "" {
+		issuer = r.public.URL
+		if o.host != "" {
+			issuer = strings.Replace(issuer, "127.0.0.1", o.host, 1)
+		}
 	}
 	pcfg := provider.Config{
 		Issuer:       issuer,
@@ -84,35 +138,40 @@ func newEnv(t testing.TB, opts ...func(*envOptions)) *env {
 		SystemSecret: storetest.TestSecret,
 		KeyAlgs:      []string{"RS256"},
 	}
-	dbURL := storetest.FreshSQLite(t)
-	if os.Getenv("LATCHKEY_TEST_PROVIDER_BACKEND") == "postgres" {
-		dbURL = storetest.FreshPostgres(t)
-	}
-	e.store = storetest.OpenURL(t, dbURL, provider.StoreOptions(pcfg))
-	p, err := provider.New(ctx, e.store, pcfg)
+	r.store = storetest.OpenURL(t, dbURL, provider.StoreOptions(pcfg))
+	p, err := provider.New(ctx, r.store, pcfg)
 	if err != nil {
 		t.Fatalf("new provider: %v", err)
 	}
-	e.outbox = filepath.Join(t.TempDir(), "outbox.jsonl")
 	lcfg := login.Config{
 		PublicURL:  issuer + "/login",
 		Issuer:     issuer,
-		AdminURL:   e.admin.URL,
+		AdminURL:   r.admin.URL,
 		AdminToken: adminToken,
 		Secret:     storetest.TestSecret,
-		Mail:       &mail.Outbox{Path: e.outbox},
+		Mail:       mailer,
 		Passwords:  e.hasher,
-		Registerer: e.registry,
+		Registerer: r.registry,
 	}
 	if o.login != nil {
 		o.login(&lcfg)
 	}
-	if e.app, err = login.New(ctx, e.store, lcfg); err != nil {
+	if r.app, err = login.New(ctx, r.store, lcfg); err != nil {
 		t.Fatalf("new login app: %v", err)
 	}
-	public = e.app.Mount(p.PublicHandler())
+	public = r.app.Mount(p.PublicHandler())
 	admin = p.AdminHandler()
-	return e
+	e.replicas = append(e.replicas, r)
+	return r
+}
+
+// at is u, a URL under the issuer, as served by replica r.
+func (r *replica) at(u string) string {
+	iss := strings.TrimSuffix(r.app.PublicURL(), "/login")
+	if !strings.HasPrefix(u, iss) {
+		r.t.Fatalf("%s is not under the issuer %s", u, iss)
+	}
+	return r.public.URL + strings.TrimPrefix(u, iss)
 }
 
 func (e *env) issuer() string { return strings.TrimSuffix(e.app.PublicURL(), "/login") }
@@ -232,12 +291,12 @@ func (e *env) userinfo(accessToken string) map[string]any {
 	return out
 }
 
-// metric returns a counter's value from the login app's registry.
-func (e *env) metric(name string, labels map[string]string) float64 {
-	e.t.Helper()
-	mfs, err := e.registry.Gather()
+// metric returns a counter's value from the replica's login app registry.
+func (r *replica) metric(name string, labels map[string]string) float64 {
+	r.t.Helper()
+	mfs, err := r.registry.Gather()
 	if err != nil {
-		e.t.Fatal(err)
+		r.t.Fatal(err)
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
@@ -254,6 +313,16 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 		}
 	}
 	return 0
+}
+
+// metricSum adds a counter up over every replica, as a dashboard does.
+func (e *env) metricSum(name string, labels map[string]string) float64 {
+	e.t.Helper()
+	var sum float64
+	for _, r := range e.replicas {
+		sum += r.metric(name, labels)
+	}
+	return sum
 }
 
 // browser is a user agent that keeps cookies and follows redirects one
@@ -334,6 +403,74 @@ func (b *browser) post(action string, fields url.Values) string {
 	req, _ := http.NewRequest(http.MethodPost, action, strings.NewReader(fields.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return b.do(req)
+}
+
+// answer is what one of several simultaneous requests got.
+type answer struct {
+	status int
+	page   string // the body, HTML unescaped
+	err    error
+}
+
+// postAtOnce posts n forms with the browser's cookies, released together
+// so that they race; form(i) gives the i-th one's action and fields. It
+// follows no redirects and returns each answer by index.
+func (b *browser) postAtOnce(n int, form func(i int) (string, url.Values)) []answer {
+	b.t.Helper()
+	answers := make([]answer, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range answers {
+		action, fields := form(i)
+		req, err := http.NewRequest(http.MethodPost, action, strings.NewReader(fields.Encode()))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		wg.Go(func() {
+			<-start
+			resp, err := b.client.Do(req)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			defer resp.Body.Close()
+			page, err := io.ReadAll(resp.Body)
+			answers[i] = answer{resp.StatusCode, html.UnescapeString(string(page)), err}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return answers
+}
+
+// outcome is a kind of answer: its status and a text its page shows.
+type outcome struct {
+	status int
+	text   string
+}
+
+// tally counts the answers of each outcome, the first that matches; an
+// answer of none of them fails the test.
+func tally(t testing.TB, answers []answer, outcomes ...outcome) map[outcome]int {
+	t.Helper()
+	got := make(map[outcome]int, len(outcomes))
+next:
+	for i, a := range answers {
+		if a.err != nil {
+			t.Errorf("request %d: %v", i, a.err)
+			continue
+		}
+		for _, o := range outcomes {
+			if a.status == o.status && strings.Contains(a.page, o.text) {
+				got[o]++
+				continue next
+			}
+		}
+		t.Errorf("request %d: unexpected answer %d\n%s", i, a.status, a.page)
+	}
+	return got
 }
 
 var (

@@ -162,9 +162,13 @@ func (a *App) checkPassword(ctx context.Context, source, username, password stri
 	if source == "" {
 		method = methodPasswordGrant
 	}
+	// Both tiers count the attempt before the password is checked, so that
+	// of many at once only as many as the limits allow are checked. The
+	// source tier counts failures only: its count of an attempt that is
+	// not one is taken back.
 	srcKey := "password:source:" + source
 	if source != "" {
-		wait, err := a.throttle.locked(ctx, srcKey, lim.PasswordPerSource)
+		wait, err := a.throttle.reserve(ctx, "password_source", srcKey, lim.PasswordPerSource)
 		if err != nil || wait > 0 {
 			if wait > 0 {
 				a.metrics.signIns.WithLabelValues(method, resultThrottled).Inc()
@@ -172,12 +176,19 @@ func (a *App) checkPassword(ctx context.Context, source, username, password stri
 			return nil, wait, err
 		}
 	}
+	notFailed := func() error {
+		if source == "" {
+			return nil
+		}
+		return a.throttle.undo(ctx, srcKey, lim.PasswordPerSource)
+	}
 	acctKey := "password:account:" + store.NormalizeUsername(username)
 	wait, err := a.throttle.reserve(ctx, "password", acctKey, lim.PasswordPerAccount)
+	if err == nil && wait > 0 {
+		a.metrics.signIns.WithLabelValues(method, resultThrottled).Inc()
+		err = notFailed()
+	}
 	if err != nil || wait > 0 {
-		if wait > 0 {
-			a.metrics.signIns.WithLabelValues(method, resultThrottled).Inc()
-		}
 		return nil, wait, err
 	}
 	user, err := a.store.GetUserByUsername(ctx, username)
@@ -195,14 +206,12 @@ func (a *App) checkPassword(ctx context.Context, source, username, password stri
 	}
 	if !ok || user.Disabled {
 		a.metrics.signIns.WithLabelValues(method, resultFailure).Inc()
-		if source != "" {
-			if err := a.throttle.fail(ctx, "password_source", srcKey, lim.PasswordPerSource); err != nil {
-				return nil, 0, err
-			}
-		}
 		return nil, 0, nil
 	}
 	if err := a.throttle.clear(ctx, acctKey, lim.PasswordPerAccount); err != nil {
+		return nil, 0, err
+	}
+	if err := notFailed(); err != nil {
 		return nil, 0, err
 	}
 	if a.cfg.Passwords.NeedsRehash(user.PasswordHash) {

@@ -41,32 +41,13 @@ func (t *throttle) reserve(ctx context.Context, kind, key string, tiers []Tier) 
 	return wait, nil
 }
 
-// locked returns how long key is still locked on any tier, without
-// counting an attempt.
-func (t *throttle) locked(ctx context.Context, key string, tiers []Tier) (time.Duration, error) {
-	var wait time.Duration
-	for i := range tiers {
-		until, err := t.store.CheckLock(ctx, tierKey(key, i))
-		if err != nil {
-			return 0, fmt.Errorf("throttle: %w", err)
-		}
-		if !until.IsZero() {
-			wait = max(wait, until.Sub(t.now()))
-		}
-	}
-	return wait, nil
-}
-
-// fail counts a failure after the fact, for counters that successes must
-// not reset (a source address shared by many people).
-func (t *throttle) fail(ctx context.Context, kind, key string, tiers []Tier) error {
+// undo takes back an attempt reserve counted that was not a failure, for
+// counters that successes must not count nor reset (a source address
+// shared by many people).
+func (t *throttle) undo(ctx context.Context, key string, tiers []Tier) error {
 	for i, tier := range tiers {
-		st, err := t.store.RecordFailure(ctx, tierKey(key, i), tier.Window, tier.Threshold, tier.LockFor)
-		if err != nil {
-			return fmt.Errorf("throttle %s: %w", kind, err)
-		}
-		if st.Failures == tier.Threshold {
-			t.metrics.lockouts.WithLabelValues(kind).Inc()
+		if err := t.store.UndoFailure(ctx, tierKey(key, i), tier.Threshold); err != nil {
+			return fmt.Errorf("throttle: %w", err)
 		}
 	}
 	return nil

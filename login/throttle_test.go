@@ -1,11 +1,8 @@
 package login_test
 
 import (
-	"html"
-	"io"
 	"net/http"
-	"strings"
-	"sync"
+	"net/url"
 	"testing"
 	"time"
 
@@ -32,54 +29,13 @@ func TestParallelWrongPasswords(t *testing.T) {
 	action, fields := b.form("password-form")
 	fields.Set("username", "frank")
 	fields.Set("password", "not the passphrase")
-	body := fields.Encode()
 
-	type answer struct {
-		status int
-		page   string
-		err    error
-	}
-	answers := make([]answer, attempts)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range answers {
-		wg.Go(func() {
-			req, err := http.NewRequest(http.MethodPost, action, strings.NewReader(body))
-			if err != nil {
-				answers[i].err = err
-				return
-			}
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Sec-Fetch-Site", "same-origin")
-			<-start
-			resp, err := b.client.Do(req)
-			if err != nil {
-				answers[i].err = err
-				return
-			}
-			defer resp.Body.Close()
-			page, err := io.ReadAll(resp.Body)
-			answers[i] = answer{resp.StatusCode, html.UnescapeString(string(page)), err}
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	var refused, throttled int
-	for i, a := range answers {
-		switch {
-		case a.err != nil:
-			t.Errorf("attempt %d: %v", i, a.err)
-		case a.status == http.StatusUnauthorized && strings.Contains(a.page, "Invalid username or password."):
-			refused++
-		case a.status == http.StatusTooManyRequests && strings.Contains(a.page, "Too many attempts"):
-			throttled++
-		default:
-			t.Errorf("attempt %d: %d\n%s", i, a.status, a.page)
-		}
-	}
-	if refused != threshold || throttled != attempts-threshold {
-		t.Fatalf("%d refused and %d throttled, want %d and %d", refused, throttled, threshold, attempts-threshold)
+	answers := b.postAtOnce(attempts, func(int) (string, url.Values) { return action, fields })
+	refused := outcome{http.StatusUnauthorized, "Invalid username or password."}
+	throttled := outcome{http.StatusTooManyRequests, "Too many attempts"}
+	got := tally(t, answers, refused, throttled)
+	if got[refused] != threshold || got[throttled] != attempts-threshold {
+		t.Fatalf("%d refused and %d throttled, want %d and %d", got[refused], got[throttled], threshold, attempts-threshold)
 	}
 	signIns := func(result string) float64 {
 		return e.metric("latchkey_login_signins_total", map[string]string{"method": "password", "result": result})

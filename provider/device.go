@@ -216,15 +216,11 @@ func (p *Provider) adminAcceptDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_user_code", "Enter the code your device shows.")
 		return
 	}
-	if until, err := p.store.CheckLock(ctx, userCodeGlobalKey); err != nil {
-		p.adminServerError(w, r, err)
-		return
-	} else if !until.IsZero() {
-		writeTooManyAttempts(w, until, "Too many wrong codes were entered recently. Try again later.", "")
-		return
-	}
-	// Every attempt is counted before the code is looked at, so
-	// concurrent guesses on one challenge cannot exceed the limit.
+	// Every attempt is counted before the code is looked at, on the
+	// challenge and then over all challenges, so that concurrent guesses
+	// cannot exceed either limit. The global limit counts wrong codes
+	// only: a right one is taken back from it, and an attempt it refuses
+	// costs the challenge none of its tries.
 	chKey := "device-challenge:" + sha256Hex(id)
 	attempt, err := p.store.RecordFailure(ctx, chKey, p.cfg.ChallengeLifespan, userCodeTriesPerChallenge+1, p.cfg.ChallengeLifespan)
 	if err != nil {
@@ -235,12 +231,21 @@ func (p *Provider) adminAcceptDevice(w http.ResponseWriter, r *http.Request) {
 		p.rejectGuessedChallenge(w, r, id)
 		return
 	}
-	dec, err := p.checkUserCode(ctx, code)
-	if errors.Is(err, errBadUserCode) {
-		if _, err := p.store.RecordFailure(ctx, userCodeGlobalKey, userCodeGlobalWindow, userCodeGlobalFailures, userCodeGlobalLock); err != nil {
+	global, err := p.store.RecordFailure(ctx, userCodeGlobalKey, userCodeGlobalWindow, userCodeGlobalFailures, userCodeGlobalLock)
+	if err != nil {
+		p.adminServerError(w, r, err)
+		return
+	}
+	if global.Failures > userCodeGlobalFailures && !global.LockedUntil.IsZero() {
+		if err := p.store.UndoFailure(ctx, chKey, userCodeTriesPerChallenge+1); err != nil {
 			p.adminServerError(w, r, err)
 			return
 		}
+		writeTooManyAttempts(w, global.LockedUntil, "Too many wrong codes were entered recently. Try again later.", "")
+		return
+	}
+	dec, err := p.checkUserCode(ctx, code)
+	if errors.Is(err, errBadUserCode) {
 		if attempt.Failures >= userCodeTriesPerChallenge {
 			p.rejectGuessedChallenge(w, r, id)
 			return
@@ -250,6 +255,10 @@ func (p *Provider) adminAcceptDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		p.adminServerError(w, r, err)
+		return
+	}
+	if err := p.store.UndoFailure(ctx, userCodeGlobalKey, userCodeGlobalFailures); err != nil {
 		p.adminServerError(w, r, err)
 		return
 	}

@@ -75,6 +75,27 @@ func (s *Store) RecordFailure(ctx context.Context, key string, window time.Durat
 	return st, nil
 }
 
+// UndoFailure takes back one failure RecordFailure counted for key, for an
+// attempt that turned out not to fail. Callers that must count exactly
+// count every attempt before they check it, so that concurrent attempts
+// cannot all pass a limit together; where successes must not count (a
+// source address shared by many people) they undo a success's count.
+// threshold is the one given to RecordFailure: when the undone attempt was
+// the one that reached it, the lock it set goes too. Should later attempts
+// have been counted meanwhile, the lock stays for them.
+func (s *Store) UndoFailure(ctx context.Context, key string, threshold int) error {
+	if threshold < 1 {
+		return errors.New("undo failure: threshold must be positive")
+	}
+	if _, err := s.exec(ctx, `UPDATE attempt_counters SET
+			failures = failures - 1,
+			locked_until = CASE WHEN failures = ? THEN NULL ELSE locked_until END
+		WHERE key = ? AND failures > 0`, threshold, key); err != nil {
+		return fmt.Errorf("undo failure of %q: %w", key, err)
+	}
+	return nil
+}
+
 // CheckLock returns when the lock on key ends, or the zero time when key is
 // not locked.
 func (s *Store) CheckLock(ctx context.Context, key string) (time.Time, error) {

@@ -227,18 +227,25 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 		s.prepareInBackground(query)
 		return st, nil
 	}
-	if !ok {
-		s.stmtMu.Lock()
-		if st, ok = s.stmts[query]; !ok {
-			var err error
-			st, err = s.db.PreparexContext(ctx, s.db.Rebind(query))
-			if err != nil {
-				s.stmtMu.Unlock()
-				return nil, fmt.Errorf("prepare %q: %w", query, s.mapErr(err))
-			}
-			s.stmts[query] = st
-		}
-		s.stmtMu.Unlock()
+	if ok {
+		return st, nil
+	}
+	// Prepared without holding stmtMu: preparing waits for a pool
+	// connection, and the transactions holding the connections need stmtMu
+	// to go on. Concurrent first uses may each prepare; one is kept.
+	st, err := s.db.PreparexContext(ctx, s.db.Rebind(query))
+	if err != nil {
+		return nil, fmt.Errorf("prepare %q: %w", query, s.mapErr(err))
+	}
+	s.stmtMu.Lock()
+	cached, dup := s.stmts[query]
+	if !dup && !s.closed {
+		s.stmts[query] = st
+	}
+	s.stmtMu.Unlock()
+	if dup {
+		_ = st.Close()
+		return cached, nil
 	}
 	return st, nil
 }

@@ -13,6 +13,7 @@ var _ = register(
 	test{"AttemptCounterLockout", testAttemptCounterLockout},
 	test{"AttemptCounterWindow", testAttemptCounterWindow},
 	test{"AttemptCounterReset", testAttemptCounterReset},
+	test{"AttemptCounterUndo", testAttemptCounterUndo},
 	test{"AttemptCounterJanitor", testAttemptCounterJanitor},
 	test{"AttemptCounterTimezone", testAttemptCounterTimezone},
 	test{"AttemptCounterRace", testAttemptCounterRace},
@@ -132,6 +133,50 @@ func testAttemptCounterReset(t *testing.T, open Opener) {
 	expectErr(t, "reset unknown key", s.ResetFailures(ctx, "user:nobody"), nil)
 	recordFailure(t, s, "user:alice", 1, none)
 	recordFailure(t, s, "user:bob", 2, none)
+}
+
+func testAttemptCounterUndo(t *testing.T, open Opener) {
+	ctx := context.Background()
+	clock := NewClock(loginEpoch)
+	s := open(t, store.Options{Now: clock.Now})
+	none := time.Time{}
+	undo := func(key string) {
+		t.Helper()
+		expectErr(t, "undo "+key, s.UndoFailure(ctx, key, attemptThreshold), nil)
+	}
+
+	// An undone attempt is not counted.
+	recordFailure(t, s, "ip:198.51.100.1", 1, none)
+	recordFailure(t, s, "ip:198.51.100.1", 2, none)
+	undo("ip:198.51.100.1")
+	recordFailure(t, s, "ip:198.51.100.1", 2, none)
+
+	// Undoing the attempt that reached the threshold lifts its lock; the
+	// next failure locks again.
+	lockEnd := clock.Now().UTC().Truncate(time.Microsecond).Add(attemptLock)
+	recordFailure(t, s, "ip:198.51.100.1", 3, lockEnd)
+	undo("ip:198.51.100.1")
+	expectLock(t, s, "ip:198.51.100.1", none)
+	clock.Add(time.Second)
+	lockEnd = lockEnd.Add(time.Second)
+	recordFailure(t, s, "ip:198.51.100.1", 3, lockEnd)
+
+	// With an attempt counted after it, the lock stays.
+	recordFailure(t, s, "ip:198.51.100.1", 4, lockEnd)
+	undo("ip:198.51.100.1")
+	expectLock(t, s, "ip:198.51.100.1", lockEnd)
+	recordFailure(t, s, "ip:198.51.100.1", 4, lockEnd)
+
+	// Nothing to undo: no count goes below zero, no row appears.
+	undo("ip:198.51.100.2")
+	expectLock(t, s, "ip:198.51.100.2", none)
+	recordFailure(t, s, "ip:198.51.100.2", 1, none)
+	undo("ip:198.51.100.2")
+	undo("ip:198.51.100.2")
+	recordFailure(t, s, "ip:198.51.100.2", 1, none)
+	if err := s.UndoFailure(ctx, "ip:198.51.100.2", 0); err == nil {
+		t.Fatal("UndoFailure with threshold 0 succeeded")
+	}
 }
 
 func testAttemptCounterJanitor(t *testing.T, open Opener) {
