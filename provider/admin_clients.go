@@ -123,7 +123,8 @@ type ClientRegistrar struct {
 
 // NewClientRegistrar returns a registrar on st. It needs from cfg only the
 // system secrets (the pepper of generated client secrets must be the
-// server's), the signing algorithms and Dev, so tools can use it without a
+// server's), the signing algorithms, Dev, and OutboundAllow or HTTPClient
+// (for sector_identifier_uri documents), so tools can use it without a
 // running provider.
 func NewClientRegistrar(st *store.Store, cfg Config) (*ClientRegistrar, error) {
 	h, err := clientsecret.NewHasher(cfg.SystemSecret, cfg.OldSystemSecrets...)
@@ -134,16 +135,13 @@ func NewClientRegistrar(st *store.Store, cfg Config) (*ClientRegistrar, error) {
 	if len(algs) == 0 {
 		algs = keys.DefaultAlgs()
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	return &ClientRegistrar{store: st, secrets: h, algs: algs, dev: cfg.Dev, now: time.Now, http: client}, nil
+	fetch, _ := cfg.outboundClients()
+	return &ClientRegistrar{store: st, secrets: h, algs: algs, dev: cfg.Dev, now: time.Now, http: fetch}, nil
 }
 
 // clients returns the provider's registrar, sharing its hasher and keys.
 func (p *Provider) clients() *ClientRegistrar {
-	return &ClientRegistrar{store: p.store, secrets: p.secrets, algs: p.keys.Algs(), dev: p.cfg.Dev, now: time.Now, http: p.cfg.HTTPClient}
+	return &ClientRegistrar{store: p.store, secrets: p.secrets, algs: p.keys.Algs(), dev: p.cfg.Dev, now: time.Now, http: p.cfg.fetchHTTP}
 }
 
 // Create validates req and stores it as a new client. A client_id that is

@@ -44,7 +44,7 @@ func (e *env) sidOf(tok *oauth2.Token) string {
 // sign in again, only that session's back-channel client is told, and with
 // revoke_tokens only the tokens issued in that session stop working.
 func TestAdminSubjectSessions(t *testing.T) {
-	e := newEnv(t, fastLogouts(prometheus.NewRegistry()))
+	e := newEnv(t, fastLogouts(prometheus.NewRegistry()), loopbackRPs)
 	e.login.consent = func(v provider.ChallengeView) any {
 		return provider.ConsentAccept{GrantScope: v.RequestedScope, Remember: true,
 			Session: provider.ConsentSession{Claims: alice.claims}}

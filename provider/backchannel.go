@@ -240,8 +240,10 @@ func (p *Provider) sendBackchannelLogout(ctx context.Context, l *store.Backchann
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := p.backchannelHTTP.Do(req)
 	if err != nil {
-		// The error names the URL, never the body with the token.
-		return attempt{reason: err.Error()}
+		// The error names the URL, never the body with the token. An
+		// address the outbound policy refuses stays refused: retrying
+		// would only knock at it for a day.
+		return attempt{permanent: isOutboundRefused(err), reason: err.Error()}
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

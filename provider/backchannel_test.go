@@ -274,7 +274,7 @@ func checkLogoutRequestFor(t *testing.T, e *env, set jose.JSONWebKeySet, req log
 // one logout token reaches that client, and it is valid.
 func TestBackchannelLogoutOnRPInitiatedLogout(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := newEnv(t, fastLogouts(reg))
+	e := newEnv(t, fastLogouts(reg), loopbackRPs)
 	rc := newLogoutReceiver(t)
 	withURI := e.logoutClient("bc-app", rc)
 	without := e.logoutClient("plain-app", nil)
@@ -325,7 +325,7 @@ func TestBackchannelLogoutOnRPInitiatedLogout(t *testing.T) {
 // delivers.
 func TestBackchannelLogoutRetries(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := newEnv(t, fastLogouts(reg))
+	e := newEnv(t, fastLogouts(reg), loopbackRPs)
 	rc := newLogoutReceiver(t, http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusOK)
 	c := e.logoutClient("bc-app", rc)
 	e.run()
@@ -372,7 +372,7 @@ func TestBackchannelLogoutGivesUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			e := newEnv(t, fastLogouts(reg), func(c *provider.Config) { c.BackchannelLogout.GiveUpAfter = tt.giveUp })
+			e := newEnv(t, fastLogouts(reg), loopbackRPs, func(c *provider.Config) { c.BackchannelLogout.GiveUpAfter = tt.giveUp })
 			rc := newLogoutReceiver(t)
 			rc.answer(tt.status)
 			c := e.logoutClient("bc-app", rc)
@@ -414,7 +414,7 @@ func TestBackchannelLogoutSurvivesRestart(t *testing.T) {
 		return e.p
 	}
 	t.Run("queued while no worker ran", func(t *testing.T) {
-		e := newEnv(t, fastLogouts(prometheus.NewRegistry()))
+		e := newEnv(t, fastLogouts(prometheus.NewRegistry()), loopbackRPs)
 		rc := newLogoutReceiver(t)
 		c := e.logoutClient("bc-app", rc)
 		b := newBrowser(t)
@@ -438,7 +438,7 @@ func TestBackchannelLogoutSurvivesRestart(t *testing.T) {
 		checkLogoutRequest(t, e, set, got[0], c.ID, claims["sid"].(string))
 	})
 	t.Run("relying party down until after the restart", func(t *testing.T) {
-		e := newEnv(t, fastLogouts(prometheus.NewRegistry()))
+		e := newEnv(t, fastLogouts(prometheus.NewRegistry()), loopbackRPs)
 		rc := newLogoutReceiver(t)
 		rc.answer(http.StatusServiceUnavailable)
 		c := e.logoutClient("bc-app", rc)
@@ -488,7 +488,7 @@ func sameKeys(a, b jose.JSONWebKeySet) bool {
 // that session.
 func TestBackchannelLogoutOnAdminRevocation(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	e := newEnv(t, fastLogouts(reg))
+	e := newEnv(t, fastLogouts(reg), loopbackRPs)
 	rc := newLogoutReceiver(t)
 	c := e.logoutClient("bc-app", rc)
 	e.run()

@@ -1,11 +1,13 @@
 package provider
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -85,11 +87,34 @@ type Config struct {
 	// BackchannelLogout tunes the delivery of back-channel logout tokens.
 	BackchannelLogout BackchannelLogoutConfig
 
-	// HTTPClient makes outbound calls (client JWKS, request_uri,
-	// sector_identifier_uri, the password check, back-channel logout).
-	// Default: a client with a 10s timeout.
+	// HTTPClient, when set, makes every outbound call (client JWKS,
+	// request_uri, sector_identifier_uri, back-channel logout, the password
+	// check) as it is: whoever sets it owns its address policy, and
+	// OutboundAllow does not apply. Default: the password check, which goes
+	// where the operator configured, uses a plain client with a 10s
+	// timeout; the calls to URLs that clients choose use clients that
+	// refuse non-public addresses (see OutboundAllow).
 	HTTPClient *http.Client
-	Log        *slog.Logger
+	// OutboundAllow widens the address policy of the outbound calls to
+	// URLs that clients choose. By default fetches (request_uri, jwks_uri,
+	// sector_identifier_uri) dial only public unicast addresses, and
+	// back-channel logouts also private ones (RFC 1918, unique local,
+	// CGNAT) but never loopback, link-local (169.254.169.254, the cloud
+	// metadata service), unspecified or multicast addresses. An address in
+	// one of these prefixes is allowed for both, whatever its range; an
+	// IPv4 prefix also covers the IPv4-mapped IPv6 form of its addresses.
+	// Dev mode adds loopback (127.0.0.0/8, ::1). The check is made on the
+	// address dialled, after name resolution and on every redirect, and the
+	// guarded calls use no proxy from the environment.
+	OutboundAllow []netip.Prefix
+	// outboundRoots, when set, are the only certificate authorities the
+	// guarded clients trust (tests serve https from httptest).
+	outboundRoots *x509.CertPool
+	// fetchHTTP and notifyHTTP are the clients of fetches and back-channel
+	// logouts that withDefaults chose (outboundClients).
+	fetchHTTP, notifyHTTP *http.Client
+
+	Log *slog.Logger
 	// Registerer, when set, gets the provider's Prometheus metrics; nil
 	// registers none.
 	Registerer prometheus.Registerer
@@ -202,6 +227,16 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	c.BackchannelLogout = c.BackchannelLogout.withDefaults()
+	for _, a := range c.OutboundAllow {
+		if !a.IsValid() {
+			return c, errors.New("the outbound allow-list has an invalid prefix")
+		}
+	}
+	if c.fetchHTTP == nil {
+		// Before HTTPClient gets its default: a caller's HTTPClient is
+		// used as it is, the default one only for the password check.
+		c.fetchHTTP, c.notifyHTTP = c.outboundClients()
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v3"
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
@@ -75,6 +76,23 @@ func clientAuthentication(authenticate fosite.ClientAuthenticationStrategy) fosi
 	}
 }
 
+// clientKeysFetcher is fosite's JWKS fetcher with its failures answered
+// as the client's: a jwks_uri that cannot be fetched (unreachable, refused
+// by the outbound address policy, not a key set) fails the client's
+// authentication, invalid_client (RFC 6749 §5.2), where fosite answers
+// server_error. Why it failed stays in the debug text, which is not sent:
+// a registrant must not use the provider to map a network. Request objects
+// get fosite's invalid_request_object around it.
+type clientKeysFetcher struct{ fosite.JWKSFetcherStrategy }
+
+func (f clientKeysFetcher) Resolve(ctx context.Context, location string, ignoreCache bool) (*jose.JSONWebKeySet, error) {
+	set, err := f.JWKSFetcherStrategy.Resolve(ctx, location, ignoreCache)
+	if err != nil {
+		return nil, fosite.ErrInvalidClient.WithHint("The client's jwks_uri could not be fetched.").WithWrap(err).WithDebug(err.Error())
+	}
+	return set, nil
+}
+
 // deriveSecret derives a key for one purpose from the system secret, so the
 // token HMAC key, the client secret pepper and the store's sealing keys are
 // independent.
@@ -131,8 +149,10 @@ func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.H
 		}
 		rotated = append(rotated, k)
 	}
+	// fosite fetches client JWKS (and could fetch request objects) with
+	// the client that refuses non-public addresses.
 	httpClient := retryablehttp.NewClient()
-	httpClient.HTTPClient = cfg.HTTPClient
+	httpClient.HTTPClient = cfg.fetchHTTP
 	httpClient.RetryMax = 0
 	httpClient.Logger = nil
 
@@ -161,7 +181,7 @@ func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.H
 			RefreshTokenScopes:              []string{"offline_access", "offline"},
 			ClientSecretsHasher:             hasher,
 			HTTPClient:                      httpClient,
-			JWKSFetcherStrategy:             fosite.NewDefaultJWKSFetcherStrategy(fosite.JWKSFetcherWithHTTPClient(httpClient)),
+			JWKSFetcherStrategy:             clientKeysFetcher{fosite.NewDefaultJWKSFetcherStrategy(fosite.JWKSFetcherWithHTTPClient(httpClient))},
 			GlobalSecret:                    secret,
 			RotatedGlobalSecrets:            rotated,
 			PushedAuthorizeRequestURIPrefix: "urn:ietf:params:oauth:request_uri:",

@@ -87,7 +87,7 @@ func (e *env) checkIDTokenClaims(t *testing.T, claims map[string]any, clientID, 
 // signed. Latchkey's access tokens are opaque (fosite's HMAC strategy):
 // there is no JWT access token to check.
 func TestUnsignedIDTokens(t *testing.T) {
-	e := newEnv(t, fastLogouts(prometheus.NewRegistry()))
+	e := newEnv(t, fastLogouts(prometheus.NewRegistry()), loopbackRPs)
 	rc := newLogoutReceiver(t)
 	a := adminCall(t, e, http.MethodPost, "/admin/clients", map[string]any{
 		"client_id":                           "unsigned-rp",

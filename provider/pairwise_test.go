@@ -140,7 +140,7 @@ func TestPairwiseSubjectsBySector(t *testing.T) {
 // the confirmation with it, while the login app still gets the internal
 // subject.
 func TestPairwiseSubjectEverywhere(t *testing.T) {
-	e := newEnv(t, fastLogouts(prometheus.NewRegistry()))
+	e := newEnv(t, fastLogouts(prometheus.NewRegistry()), loopbackRPs)
 	rc := newLogoutReceiver(t)
 	c := webClient(e, func(c *store.Client) {
 		c.SubjectType = "pairwise"

@@ -82,7 +82,7 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 		log:     cfg.Log,
 		metrics: m,
 
-		backchannelHTTP: noRedirects(cfg.HTTPClient),
+		backchannelHTTP: noRedirects(cfg.notifyHTTP),
 		backchannelWake: make(chan struct{}, 1),
 		pairwiseKey:     pairwiseKey,
 	}

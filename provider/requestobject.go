@@ -63,7 +63,7 @@ func (p *Provider) fetchRequestObject(ctx context.Context, uri string) (string, 
 		return "", err
 	}
 	req.Header.Set("Accept", "application/oauth-authz-req+jwt, application/jwt")
-	resp, err := p.cfg.HTTPClient.Do(req)
+	resp, err := p.cfg.fetchHTTP.Do(req)
 	if err != nil {
 		return "", err
 	}

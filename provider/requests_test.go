@@ -147,7 +147,7 @@ func TestRequestObjects(t *testing.T) {
 // TestRequestURI fetches a request object by reference from a URI the
 // client registered, and refuses one it did not.
 func TestRequestURI(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, loopbackRPs)
 	key, jwks := rpKey(t)
 	var object string
 	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

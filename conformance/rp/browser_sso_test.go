@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -347,6 +348,9 @@ func TestBrowserSSOAcrossApps(t *testing.T) {
 			RetryMax:     250 * time.Millisecond,
 			Timeout:      2 * time.Second,
 		}
+		// The relying parties listen on loopback, which the outbound
+		// address policy refuses by default.
+		c.OutboundAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}})
 	a := newWebRP(t, r, "A", map[string]any{
 		"backchannel_logout_uri":              "{origin}/backchannel-logout",
