@@ -140,6 +140,10 @@ func (a *App) Handler() http.Handler {
 	// the admin token and no cookies; browsers' cross-origin rules do not
 	// apply to it.
 	cop.AddInsecureBypassPattern("POST /internal/password")
+	// A refusal is one of the app's pages, like every other answer.
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.pages.fail(w, r, http.StatusForbidden, "This form was sent from another site (a cross-origin request) and was refused. Go back, reload the page and try again.")
+	}))
 	return securityHeaders(cop.Handler(a.routes()))
 }
 

@@ -3,6 +3,8 @@ package login
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -23,7 +25,8 @@ func (a *App) passwordCheck(w http.ResponseWriter, r *http.Request) {
 		Password string `json:"password"`
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(&in); err != nil || !jsonEnds(dec) {
 		writeJSONError(w, http.StatusBadRequest, "invalid_request", "The body must be JSON with username and password.")
 		return
 	}
@@ -55,6 +58,13 @@ func (a *App) passwordCheck(w http.ResponseWriter, r *http.Request) {
 	a.metrics.signIns.WithLabelValues(methodPasswordGrant, resultSuccess).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"subject": user.ID})
+}
+
+// jsonEnds reports whether dec has nothing left after the value it
+// decoded: a body with more is not what the provider meant to send.
+func jsonEnds(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return errors.Is(err, io.EOF)
 }
 
 func writeJSONError(w http.ResponseWriter, status int, code, desc string) {

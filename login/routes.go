@@ -12,6 +12,11 @@ import (
 // routes is the login app's whole surface, relative to its base path.
 func (a *App) routes() http.Handler {
 	r := mux.NewRouter()
+	// mux would answer a path with dot segments or doubled slashes with a
+	// redirect to the cleaned path, which drops the base path the app is
+	// mounted under. Such a path matches no route here and gets the 404
+	// page; the file server cleans its own paths within static/.
+	r.SkipClean(true)
 	static, _ := fs.Sub(assets, "static")
 	for _, rt := range []struct {
 		method, path string

@@ -30,7 +30,10 @@ const (
 // adminListClients answers a page of clients ordered by client_id, after
 // the one named by ?after=. A full page links the next one (Link rel=next).
 func (p *Provider) adminListClients(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := adminQuery(w, r)
+	if !ok {
+		return
+	}
 	limit := defaultClientPage
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -149,7 +152,7 @@ func (p *Provider) adminRotateKeys(w http.ResponseWriter, r *http.Request) {
 	if len(bytes.TrimSpace(body)) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&kr); err != nil {
+		if err := dec.Decode(&kr); err != nil || !jsonEnds(dec) {
 			writeError(w, http.StatusBadRequest, "invalid_request", `The body must be empty or {"alg":"…"}.`)
 			return
 		}
@@ -181,6 +184,17 @@ type TokensRevoked struct {
 	RevokedTokens int64  `json:"revoked_tokens"`
 }
 
+// adminQuery returns the request's query parameters, answering 400
+// itself when one is repeated or not valid UTF-8 (checkParams).
+func adminQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	q := r.URL.Query()
+	if err := checkParams(q); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", paramProblem(err))
+		return nil, false
+	}
+	return q, true
+}
+
 // adminSubject returns the request's subject, answering 400 itself when it is
 // blank.
 func adminSubject(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -199,7 +213,11 @@ func (p *Provider) adminRevokeTokens(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	clientID := r.URL.Query().Get("client_id")
+	q, ok := adminQuery(w, r)
+	if !ok {
+		return
+	}
+	clientID := q.Get("client_id")
 	n, err := p.store.RevokeTokensBySubject(r.Context(), sub, clientID)
 	if err != nil {
 		p.adminServerError(w, r, err)
@@ -217,8 +235,12 @@ func (p *Provider) adminRevokeConsents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	q, ok := adminQuery(w, r)
+	if !ok {
+		return
+	}
 	ctx := r.Context()
-	clientID := r.URL.Query().Get("client_id")
+	clientID := q.Get("client_id")
 	var err error
 	if clientID != "" {
 		if err = p.store.DeleteConsentGrant(ctx, sub, clientID); errors.Is(err, store.ErrNotFound) {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchkey-oidc/latchkey/provider/clientsecret"
 	"github.com/latchkey-oidc/latchkey/provider/keys"
@@ -84,14 +86,21 @@ func parseClientRequest(r io.Reader, limit int64) (*ClientRequest, error) {
 	if limit%(1<<20) == 0 {
 		size = fmt.Sprintf("%d MiB", limit>>20)
 	}
-	tooLarge := invalidMetadata("the client metadata is larger than %s", size)
-	lr := &io.LimitedReader{R: r, N: limit + 1}
-	dec := json.NewDecoder(lr)
+	body, err := io.ReadAll(&io.LimitedReader{R: r, N: limit + 1})
+	if err != nil {
+		return nil, invalidMetadata("the client metadata could not be read: %v", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, invalidMetadata("the client metadata is larger than %s", size)
+	}
+	// JSON is UTF-8 (RFC 8259 §8.1); the decoder would quietly put U+FFFD
+	// in place of bad bytes, in redirect URIs too.
+	if !utf8.Valid(body) {
+		return nil, invalidMetadata("the client metadata is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	var req ClientRequest
 	if err := dec.Decode(&req); err != nil {
-		if lr.N <= 0 {
-			return nil, tooLarge
-		}
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
 			field := typeErr.Field[strings.LastIndexByte(typeErr.Field, '.')+1:]
@@ -100,9 +109,6 @@ func parseClientRequest(r io.Reader, limit int64) (*ClientRequest, error) {
 		return nil, invalidMetadata("the client metadata is not a JSON object: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if lr.N <= 0 {
-			return nil, tooLarge
-		}
 		return nil, invalidMetadata("the client metadata must be a single JSON object")
 	}
 	return &req, nil

@@ -23,6 +23,12 @@ import (
 // unless the browser's SSO session already satisfies the request.
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if err := parseParams(r); err != nil {
+		// Which client, redirect URI or state was meant is not known:
+		// nothing is redirected, the person sees a page.
+		p.writeAuthorizeError(w, r, nil, err)
+		return
+	}
 	uriErr := p.resolveRequestURI(ctx, r)
 	if uriErr == nil {
 		if uriErr = p.openUnsignedRequestObject(ctx, r); uriErr != nil {
@@ -43,7 +49,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client, _ := ar.GetClient().(*store.Client)
-	if err := checkAuthorizeRequest(ar, client); err != nil {
+	if err := p.checkAuthorizeRequest(ctx, ar, client); err != nil {
 		p.writeAuthorizeError(w, r, ar, err)
 		return
 	}
@@ -110,12 +116,23 @@ func cleanForm(form url.Values) url.Values {
 	return out
 }
 
-// checkAuthorizeRequest applies the rules fosite leaves to the provider.
-func checkAuthorizeRequest(ar fosite.AuthorizeRequester, client *store.Client) error {
+// checkAuthorizeRequest applies the rules fosite leaves to the provider,
+// and those fosite applies only once the user has signed in and consented
+// (the PKCE method, prompt values), which would send the user through
+// sign-in for a request that cannot succeed.
+func (p *Provider) checkAuthorizeRequest(ctx context.Context, ar fosite.AuthorizeRequester, client *store.Client) error {
 	form := ar.GetRequestForm()
 	method := form.Get("code_challenge_method")
 	if form.Get("code_challenge") != "" && (method == "plain" || method == "") && !client.PKCEPlainAllowed {
 		return fosite.ErrInvalidRequest.WithHint("This client must use the PKCE code_challenge_method S256.")
+	}
+	if form.Get("code_challenge") != "" && method != "" && method != "plain" && method != "S256" {
+		return fosite.ErrInvalidRequest.WithHint("The PKCE code_challenge_method must be S256.")
+	}
+	for _, v := range prompts(ar) {
+		if !slices.Contains(p.fcfg.GetAllowedPrompts(ctx), v) {
+			return fosite.ErrInvalidRequest.WithHintf("The prompt value %q is not supported.", v)
+		}
 	}
 	// CSRF protection (RFC 9700 §2.1): PKCE, or state, or an OpenID
 	// Connect nonce carried into the ID token.

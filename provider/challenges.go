@@ -229,7 +229,17 @@ func readJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("the body is not the expected JSON: %w", err)
 	}
+	if !jsonEnds(dec) {
+		return errors.New("the body is not the expected JSON: it goes on after the first value")
+	}
 	return nil
+}
+
+// jsonEnds reports whether dec has nothing left after the value it
+// decoded: a body with more is not what its sender meant.
+func jsonEnds(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return errors.Is(err, io.EOF)
 }
 
 // decide records the login app's decision on a pending challenge and

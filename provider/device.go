@@ -59,11 +59,20 @@ type deviceAuthResponse struct {
 // deviceAuthorize is the device authorization endpoint.
 func (p *Provider) deviceAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if err := parseFormBody(r); err != nil {
+		p.writeDeviceError(w, r, nil, err)
+		return
+	}
 	if err := copyBasicClientID(r); err != nil {
 		p.writeDeviceError(w, r, nil, err)
 		return
 	}
 	req, err := p.oauth.NewDeviceRequest(ctx, r)
+	if errors.Is(err, fosite.ErrInvalidGrant) {
+		// fosite's answer to a client without the device grant, which
+		// RFC 6749 §5.2 calls unauthorized_client.
+		err = fosite.ErrUnauthorizedClient.WithHint("The client may not use the device authorization grant.")
+	}
 	if err != nil {
 		p.writeDeviceError(w, r, req, err)
 		return

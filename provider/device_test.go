@@ -584,7 +584,7 @@ func TestDeviceAuthorizationErrors(t *testing.T) {
 		{"unknown client", url.Values{"client_id": {"nobody"}}, "", "", http.StatusUnauthorized, "invalid_client"},
 		{"wrong secret", url.Values{"scope": {"openid"}}, conf.ID, "wrong", http.StatusUnauthorized, "invalid_client"},
 		{"client_id differs from Basic", url.Values{"client_id": {pub.ID}}, conf.ID, testSecret, http.StatusBadRequest, "invalid_request"},
-		{"no device grant", url.Values{"client_id": {web.ID}}, "", "", http.StatusBadRequest, "invalid_grant"},
+		{"no device grant", url.Values{"client_id": {web.ID}}, "", "", http.StatusBadRequest, "unauthorized_client"},
 		{"scope not allowed", url.Values{"client_id": {pub.ID}, "scope": {"admin"}}, "", "", http.StatusBadRequest, "invalid_scope"},
 		{"empty body", url.Values{}, "", "", http.StatusBadRequest, "invalid_request"},
 	}

@@ -135,11 +135,12 @@ func writeInactive(w http.ResponseWriter) {
 
 // parseClientForm parses the form body of a client's request to the
 // introspection or revocation endpoint. It answers invalid_request itself
-// and returns false when the body is not a form.
+// and returns false when the body is not a form of at most 1 MiB, or its
+// parameters are repeated or not UTF-8 (parseFormBody).
 func parseClientForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "The request body is not a valid form.")
+	if err := parseFormBody(r); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", paramProblem(err))
 		return false
 	}
 	return true

@@ -41,8 +41,8 @@ const (
 // endSession is the end_session_endpoint (GET and POST).
 func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := r.ParseForm(); err != nil {
-		p.logoutError(w, "The sign-out request could not be read.")
+	if err := parseParams(r); err != nil {
+		p.logoutError(w, "The sign-out request could not be read. "+paramProblem(err))
 		return
 	}
 	form := r.Form

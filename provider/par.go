@@ -3,6 +3,8 @@ package provider
 import (
 	"net/http"
 
+	"github.com/ory/fosite"
+
 	"github.com/latchkey-oidc/latchkey/store"
 )
 
@@ -12,13 +14,17 @@ import (
 // rules as the authorize endpoint apply before the request is stored.
 func (p *Provider) pushedAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if err := parseFormBody(r); err != nil {
+		p.oauth.WritePushedAuthorizeError(ctx, w, fosite.NewAuthorizeRequest(), err)
+		return
+	}
 	ar, err := p.oauth.NewPushedAuthorizeRequest(ctx, r)
 	if err == nil {
 		err = repairRequestObject(ar)
 	}
 	if err == nil {
 		client, _ := ar.GetClient().(*store.Client)
-		err = checkAuthorizeRequest(ar, client)
+		err = p.checkAuthorizeRequest(ctx, ar, client)
 	}
 	if err != nil {
 		p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -32,8 +33,14 @@ const (
 )
 
 // PublicHandler serves the endpoints relying parties and browsers use, under
-// the issuer URL's path. The whole public surface is this table.
+// the issuer URL's path.
 func (p *Provider) PublicHandler() http.Handler {
+	return securityHeaders(validPath(p.publicRouter()))
+}
+
+// publicRouter routes the public endpoints. The whole public surface is
+// this table.
+func (p *Provider) publicRouter() *mux.Router {
 	r := mux.NewRouter()
 	s := r.PathPrefix(p.urls.prefix).Subrouter()
 	if p.urls.prefix == "" {
@@ -81,13 +88,18 @@ func (p *Provider) PublicHandler() http.Handler {
 	r.Use(observe.NameRoutes(func(t string) string { return strings.TrimPrefix(t, p.urls.prefix) }))
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
-	return securityHeaders(r)
+	return r
 }
 
 // AdminHandler serves the admin API: the login app's challenge calls and
 // the operator's clients, keys and subjects. Every route needs the admin
 // bearer token.
 func (p *Provider) AdminHandler() http.Handler {
+	return securityHeaders(p.requireAdminToken(validPath(p.adminRouter())))
+}
+
+// adminRouter routes the admin API. The whole admin surface is this table.
+func (p *Provider) adminRouter() *mux.Router {
 	r := mux.NewRouter()
 	routes := []struct {
 		path    string
@@ -125,7 +137,7 @@ func (p *Provider) AdminHandler() http.Handler {
 	r.Use(observe.NameRoutes(nil))
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
-	return securityHeaders(p.requireAdminToken(r))
+	return r
 }
 
 // The method lists of the route tables. gorilla/mux upper-cases the slice
@@ -180,6 +192,18 @@ func endpointsFor(issuer string) endpoints {
 		endSession:         issuer + pathEndSession,
 		endSessionContinue: issuer + pathEndSessionContinue,
 	}
+}
+
+// validPath answers 404 for a path that is not valid UTF-8: no client_id,
+// subject or session ID is one, and the store could not look it up.
+func validPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !utf8.ValidString(r.URL.Path) {
+			notFound(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // securityHeaders sets the headers every response carries: nothing is

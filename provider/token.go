@@ -1,9 +1,13 @@
 package provider
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
 
 	"github.com/latchkey-oidc/latchkey/store"
 )
@@ -23,10 +27,16 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	ctx := tokenEndpointContext(r.Context())
 	sess := NewSession()
 	grant := grantLabelUnsupported
-	if r.ParseForm() == nil {
+	formErr := parseFormBody(r)
+	if formErr == nil {
 		grant = grantLabel(r.PostForm.Get("grant_type"))
+		formErr = missingGrantParam(r.PostForm)
 	}
 	p.metrics.tokenRequests.WithLabelValues(grant).Inc()
+	if formErr != nil {
+		p.writeTokenError(w, r, nil, formErr)
+		return
+	}
 	if grant == grantLabelUnsupported && r.PostForm.Get("grant_type") != "" {
 		// fosite answers invalid_request for a grant no handler knows;
 		// RFC 6749 §5.2 has a code for it.
@@ -35,7 +45,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		p.writeTokenError(w, r, ar, err)
+		p.writeTokenError(w, r, ar, p.mendTokenError(ctx, r.PostForm, ar, err))
 		return
 	}
 	gt := ar.GetGrantTypes()
@@ -67,6 +77,65 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	p.metrics.issued(ar.GetClient().GetID(), grant, true, resp.GetExtra("refresh_token") != nil, resp.GetExtra("id_token") != nil)
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// grantParams are the parameters a grant cannot do without (RFC 6749
+// §4.1.3, §4.3.2 and §6, RFC 8628 §3.4). fosite would answer a missing
+// one as an unknown one, invalid_grant; it is invalid_request.
+var grantParams = map[string][]string{
+	"authorization_code": {"code"},
+	"refresh_token":      {"refresh_token"},
+	"password":           {"username", "password"},
+	deviceGrantType:      {"device_code"},
+}
+
+func missingGrantParam(form url.Values) error {
+	for _, name := range grantParams[form.Get("grant_type")] {
+		if form.Get(name) == "" {
+			return fosite.ErrInvalidRequest.WithHintf("The %s parameter is missing.", name)
+		}
+	}
+	return nil
+}
+
+// mendTokenError corrects two answers fosite gives to a token request
+// that failed.
+//
+// A device code is matched to its client only once the user approved it,
+// so another client polling the code would be told it is pending, denied
+// or polled too fast: it is invalid_grant, as any grant issued to another
+// client is (RFC 6749 §5.2).
+//
+// fosite's PKCE check deletes a code's challenge before it compares the
+// verifier, so after one wrong code_verifier the code would pass, without
+// any, as a code that never had PKCE. A code whose redemption failed is
+// therefore spent.
+func (p *Provider) mendTokenError(ctx context.Context, form url.Values, ar fosite.AccessRequester, err error) error {
+	switch form.Get("grant_type") {
+	case deviceGrantType:
+		if ar == nil || ar.GetClient() == nil || !(errors.Is(err, fosite.ErrAuthorizationPending) ||
+			errors.Is(err, fosite.ErrSlowDown) || errors.Is(err, fosite.ErrAccessDenied) || errors.Is(err, fosite.ErrDeviceExpiredToken)) {
+			return err
+		}
+		sig, serr := p.device.DeviceCodeSignature(ctx, form.Get("device_code"))
+		if serr != nil {
+			return err
+		}
+		dr, derr := p.store.GetDeviceCodeSession(ctx, sig, NewSession())
+		if derr == nil && (dr.GetClient() == nil || dr.GetClient().GetID() != ar.GetClient().GetID()) {
+			return fosite.ErrInvalidGrant.WithHint("The device_code was not issued to this client.")
+		}
+	case "authorization_code":
+		if !errors.Is(err, fosite.ErrInvalidGrant) {
+			return err
+		}
+		sig := compose.NewOAuth2HMACStrategy(p.fcfg).AuthorizeCodeSignature(ctx, form.Get("code"))
+		ierr := p.store.InvalidateAuthorizeCodeSession(ctx, sig)
+		if ierr != nil && !errors.Is(ierr, store.ErrNotFound) && !errors.Is(ierr, fosite.ErrInvalidatedAuthorizeCode) {
+			p.log.ErrorContext(ctx, "token endpoint: spend the code of a failed redemption", "err", ierr)
+		}
+	}
+	return err
 }
 
 // writeTokenError answers a token-style endpoint with an RFC 6749 §5.2

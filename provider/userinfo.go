@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ory/fosite"
 
@@ -31,6 +32,11 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if !utf8.ValidString(token) {
+		// Not a token Latchkey issues, nor one the store can look up.
+		writeBearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is unknown, expired or revoked.")
 		return
 	}
 	tu, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
