@@ -687,5 +687,8 @@ func checkScopesAndRest(c *store.Client) error {
 			}
 		}
 	}
+	if c.TokenRateLimit < 0 {
+		return invalidMetadata("latchkey_token_rate_limit must be a positive number of token requests per second")
+	}
 	return nil
 }

@@ -65,6 +65,10 @@ type Config struct {
 	// choose one (latchkey_access_token_format): AccessTokenOpaque (the
 	// default) or AccessTokenJWT.
 	AccessTokenFormat string
+	// TokenRateLimit is how many token requests per second each client may
+	// make to one replica, for clients without latchkey_token_rate_limit;
+	// zero is no limit. A client over its limit is answered 429.
+	TokenRateLimit float64
 	// KeyAlgs are the ID token signing algorithms, the first the default;
 	// default RS256, ES256, EdDSA.
 	KeyAlgs []string
@@ -215,6 +219,9 @@ func (c Config) withDefaults() (Config, error) {
 	case AccessTokenOpaque, AccessTokenJWT:
 	default:
 		return c, fmt.Errorf("access token format %q: use %s", c.AccessTokenFormat, strings.Join(AccessTokenFormats, " or "))
+	}
+	if c.TokenRateLimit < 0 {
+		return c, fmt.Errorf("token rate limit %v: must not be negative", c.TokenRateLimit)
 	}
 	if len(c.KeyAlgs) == 0 {
 		c.KeyAlgs = []string{"RS256", "ES256", "EdDSA"}

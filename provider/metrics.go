@@ -74,8 +74,12 @@ const (
 var tokenErrorLabels = []string{
 	"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
 	"invalid_scope", "authorization_pending", "slow_down", "expired_token", "access_denied",
-	"server_error", "temporarily_unavailable",
+	"server_error", "temporarily_unavailable", errTooManyRequests,
 }
+
+// errTooManyRequests is the error code of a token request over the
+// client's rate limit (answered 429).
+const errTooManyRequests = "too_many_requests"
 
 func errorLabel(code string) string {
 	if slices.Contains(tokenErrorLabels, code) {

@@ -34,6 +34,8 @@ type Provider struct {
 	backchannelWake chan struct{}
 	// pairwiseKey keys pairwise subject identifiers (subjectFor).
 	pairwiseKey []byte
+	// tokenRates limits each client's token requests.
+	tokenRates *tokenRateLimits
 }
 
 // StoreOptions returns the store options the provider relies on: its
@@ -85,6 +87,7 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 		backchannelHTTP: noRedirects(cfg.notifyHTTP),
 		backchannelWake: make(chan struct{}, 1),
 		pairwiseKey:     pairwiseKey,
+		tokenRates:      newTokenRateLimits(cfg.TokenRateLimit, time.Now),
 	}
 	p.oauth, p.fcfg, p.device, err = composeFosite(cfg, st, ring, hasher, p.tokenSubject)
 	if err != nil {

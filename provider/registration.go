@@ -250,6 +250,7 @@ func (r *ClientRegistrar) registrantRules(req *ClientRequest, old *store.Client)
 		operatorOnly("latchkey_skip_consent", c.SkipConsent && !old.SkipConsent),
 		operatorOnly("latchkey_pkce_plain_allowed", c.PKCEPlainAllowed && !old.PKCEPlainAllowed),
 		operatorOnly("latchkey_token_lifespans", c.TokenLifespans != nil && !reflect.DeepEqual(c.TokenLifespans, old.TokenLifespans)),
+		operatorOnly("latchkey_token_rate_limit", c.TokenRateLimit != 0 && c.TokenRateLimit != old.TokenRateLimit),
 		operatorOnly("audience", slices.ContainsFunc(c.Audience, func(a string) bool { return !slices.Contains(old.Audience, a) })),
 		operatorOnly("the password grant type", slices.Contains(c.GrantTypes, "password") && !slices.Contains(old.GrantTypes, "password")),
 	} {
@@ -258,6 +259,7 @@ func (r *ClientRegistrar) registrantRules(req *ClientRequest, old *store.Client)
 		}
 	}
 	c.SkipConsent, c.PKCEPlainAllowed, c.TokenLifespans, c.Audience = old.SkipConsent, old.PKCEPlainAllowed, old.TokenLifespans, old.Audience
+	c.TokenRateLimit = old.TokenRateLimit
 	// A client may ask for MFA, but not drop it once the operator asked.
 	c.RequireMFA = c.RequireMFA || old.RequireMFA
 

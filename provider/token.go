@@ -3,8 +3,10 @@ package provider
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
@@ -47,6 +49,17 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.writeTokenError(w, r, ar, p.mendTokenError(ctx, r.PostForm, ar, err))
 		return
+	}
+	// The client is authenticated: a request over its rate is refused
+	// before anything is issued or written.
+	if c, ok := ar.GetClient().(*store.Client); ok {
+		if allowed, wait := p.tokenRates.allow(c); !allowed {
+			p.metrics.tokenErrors.WithLabelValues(grant, errTooManyRequests).Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeError(w, http.StatusTooManyRequests, errTooManyRequests,
+				"The client made more token requests than its rate limit allows; try again after Retry-After seconds.")
+			return
+		}
 	}
 	gt := ar.GetGrantTypes()
 	if gt.ExactOne("client_credentials") || gt.ExactOne("password") {

@@ -61,6 +61,9 @@ type Client struct {
 	// empty is the provider's default algorithm.
 	AccessTokenFormat     string `json:"latchkey_access_token_format,omitempty"`
 	AccessTokenSigningAlg string `json:"latchkey_access_token_signing_alg,omitempty"`
+	// TokenRateLimit is how many token requests per second the client may
+	// make (per replica); zero is the provider's default.
+	TokenRateLimit float64 `json:"latchkey_token_rate_limit,omitempty"`
 
 	// SecretHash is the hash of the client secret (fosite.Hasher output);
 	// RotatedSecretHashes still verify during a secret rotation.
