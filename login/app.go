@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/latchkey-oidc/latchkey/login/passkey"
 	"github.com/latchkey-oidc/latchkey/login/upstream"
@@ -203,7 +204,25 @@ func (a *App) serverError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	a.cfg.Log.ErrorContext(r.Context(), "login app request failed", "path", r.URL.Path, "error", err)
+	if unavailable(err) {
+		w.Header().Set("Retry-After", retryAfter)
+		a.pages.fail(w, r, http.StatusServiceUnavailable, "Signing in is unavailable for a moment. Please try again shortly.")
+		return
+	}
 	a.pages.fail(w, r, http.StatusInternalServerError, "Something went wrong on our side. Please try again.")
+}
+
+// retryAfter is the Retry-After, in seconds, of an answer given while the
+// database or the provider is unavailable.
+const retryAfter = "5"
+
+// unavailable tells a failure that may pass if tried again shortly: the
+// database is down or restarting, or the provider is, or says its own
+// database is.
+func unavailable(err error) bool {
+	var ae *adminError
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable
 }
 
 // challengeError answers a failed admin API call: a gone challenge is the

@@ -35,7 +35,7 @@ func (a *App) passwordCheck(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil:
 		a.cfg.Log.ErrorContext(ctx, "password check failed", "error", err)
-		writeJSONError(w, http.StatusInternalServerError, "server_error", "The password could not be checked.")
+		writePasswordCheckError(w, err)
 		return
 	case wait > 0:
 		writeJSONError(w, http.StatusTooManyRequests, "too_many_attempts", "Too many attempts for this account.")
@@ -47,7 +47,7 @@ func (a *App) passwordCheck(w http.ResponseWriter, r *http.Request) {
 	f, err := a.factorsOf(ctx, user)
 	if err != nil {
 		a.cfg.Log.ErrorContext(ctx, "password check failed", "error", err)
-		writeJSONError(w, http.StatusInternalServerError, "server_error", "The password could not be checked.")
+		writePasswordCheckError(w, err)
 		return
 	}
 	if f.TOTP || f.Passkeys > 0 {
@@ -71,4 +71,16 @@ func writeJSONError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
+
+// writePasswordCheckError answers a password check that failed on this
+// side: 503 while the database is unavailable, so the provider's password
+// grant can say to try again, else 500.
+func writePasswordCheckError(w http.ResponseWriter, err error) {
+	if unavailable(err) {
+		w.Header().Set("Retry-After", retryAfter)
+		writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "The password could not be checked; try again shortly.")
+		return
+	}
+	writeJSONError(w, http.StatusInternalServerError, "server_error", "The password could not be checked.")
 }

@@ -374,6 +374,6 @@ func (p *Provider) adminReject(kind store.ChallengeKind) http.HandlerFunc {
 
 // adminServerError answers an unexpected failure without detail and logs it.
 func (p *Provider) adminServerError(w http.ResponseWriter, r *http.Request, err error) {
-	p.log.ErrorContext(r.Context(), "admin API", "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, "server_error", "The request could not be completed.")
+	p.logFailure(r.Context(), "admin API", err, "path", r.URL.Path)
+	writeServerError(w, err, "The request could not be completed.")
 }

@@ -127,9 +127,10 @@ func copyBasicClientID(r *http.Request) error {
 // writeDeviceError answers the device authorization endpoint with an RFC
 // 6749 §5.2 error; fosite has no writer of its own for it.
 func (p *Provider) writeDeviceError(w http.ResponseWriter, r *http.Request, req fosite.DeviceRequester, err error) {
+	err = retryable(w, err)
 	rfcErr := fosite.ErrorToRFC6749Error(err)
 	if rfcErr.CodeField >= 500 {
-		p.log.ErrorContext(r.Context(), "device authorization", "err", err, "debug", rfcErr.DebugField)
+		p.logFailure(r.Context(), "device authorization", err, "debug", rfcErr.DebugField)
 	}
 	if req == nil {
 		req = fosite.NewDeviceRequest()
@@ -155,8 +156,8 @@ func (p *Provider) deviceVerification(w http.ResponseWriter, r *http.Request) {
 	p.beginFlow(w, fl)
 	id, err := p.createChallenge(r.Context(), store.ChallengeDevice, fl)
 	if err != nil {
-		p.log.ErrorContext(r.Context(), "device verification", "err", err)
-		p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try again.")
+		p.logFailure(r.Context(), "device verification", err)
+		p.serverErrorPage(w, err, "Please try again.")
 		return
 	}
 	next := p.cfg.LoginURL + "/device?device_challenge=" + url.QueryEscape(id)
@@ -542,9 +543,8 @@ func (p *Provider) failDevice(w http.ResponseWriter, r *http.Request, fl *flow, 
 	ctx := r.Context()
 	rfcErr := fosite.ErrorToRFC6749Error(err)
 	if rfcErr.CodeField >= 500 {
-		p.log.ErrorContext(ctx, "device flow", "err", err, "debug", rfcErr.GetDescription()+" "+rfcErr.DebugField)
-		p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error",
-			"Your device was not connected. Please enter its code again.")
+		p.logFailure(ctx, "device flow", err, "debug", rfcErr.GetDescription()+" "+rfcErr.DebugField)
+		p.serverErrorPage(w, err, "Your device was not connected. Please enter its code again.")
 		return
 	}
 	if fl.DeviceSignature != "" {

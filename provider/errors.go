@@ -1,14 +1,19 @@
 package provider
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/latchkey-oidc/latchkey/store"
 )
 
 // writeJSON writes v as a JSON response with status.
@@ -28,6 +33,70 @@ type oauthError struct {
 // writeError writes an RFC 6749-shaped JSON error.
 func writeError(w http.ResponseWriter, status int, code, description string) {
 	writeJSON(w, status, oauthError{Error: code, Description: description})
+}
+
+// retryAfter is the Retry-After, in seconds, of an answer given while the
+// database is unavailable.
+const retryAfter = "5"
+
+const unavailableDescription = "The authorization server cannot reach its database; try again shortly."
+
+// retryable turns a failure caused by the database being unavailable into
+// fosite's temporarily_unavailable (503): the client may try again, and a
+// client whose lookup failed is not told its credentials are wrong. Any
+// other error comes back unchanged. Every 503 gets a Retry-After header.
+func retryable(w http.ResponseWriter, err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		err = fosite.ErrTemporarilyUnavailable.WithDescription(unavailableDescription).WithWrap(err)
+	}
+	if unavailable(err) {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	return err
+}
+
+// unavailable tells a failure that may pass if tried again shortly: the
+// database is unavailable, or fosite said so (it answers revocations that
+// failed in the store with temporarily_unavailable).
+func unavailable(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) ||
+		fosite.ErrorToRFC6749Error(err).CodeField == http.StatusServiceUnavailable
+}
+
+// logFailure logs a request that failed on Latchkey's side: at error
+// level, or at warning level while the database is unavailable, when
+// /health/ready and latchkey_database_up already say so and every request
+// would repeat it.
+func (p *Provider) logFailure(ctx context.Context, msg string, err error, args ...any) {
+	level := slog.LevelError
+	if unavailable(err) {
+		level = slog.LevelWarn
+	}
+	p.log.Log(ctx, level, msg, append(args, "err", err)...)
+}
+
+// writeServerError answers a JSON endpoint whose request failed on
+// Latchkey's side: 503 temporarily_unavailable while the database is
+// unavailable, else 500 server_error with description.
+func writeServerError(w http.ResponseWriter, err error, description string) {
+	if unavailable(err) {
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", unavailableDescription)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "server_error", description)
+}
+
+// serverErrorPage is writeServerError for a person: a page saying to try
+// again shortly while the database is unavailable, else message.
+func (p *Provider) serverErrorPage(w http.ResponseWriter, err error, message string) {
+	if unavailable(err) {
+		w.Header().Set("Retry-After", retryAfter)
+		p.errorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "temporarily_unavailable",
+			"Signing in is unavailable for a moment. Please try again shortly.")
+		return
+	}
+	p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", message)
 }
 
 func notFound(w http.ResponseWriter, _ *http.Request) {
@@ -78,12 +147,17 @@ func (p *Provider) errorPage(w http.ResponseWriter, status int, title, code, mes
 // mode, with state and iss (RFC 9207); without one, it never redirects: the
 // person sees an error page.
 func (p *Provider) writeAuthorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	err = retryable(w, err)
 	rfcErr := fosite.ErrorToRFC6749Error(err)
 	if rfcErr.CodeField >= 500 {
-		p.log.ErrorContext(r.Context(), "authorize", "err", err, "debug", rfcErr.GetDescription()+" "+rfcErr.DebugField)
+		p.logFailure(r.Context(), "authorize", err, "debug", rfcErr.GetDescription()+" "+rfcErr.DebugField)
 	}
 	if ar == nil || !ar.IsRedirectURIValid() {
 		p.metrics.authorize.WithLabelValues(responseTypeLabel(ar), authorizeRefused).Inc()
+		if unavailable(err) {
+			p.serverErrorPage(w, err, "")
+			return
+		}
 		status := rfcErr.CodeField
 		if status < 400 {
 			status = http.StatusBadRequest

@@ -165,8 +165,8 @@ func (p *Provider) writeFlowError(w http.ResponseWriter, r *http.Request, err er
 		p.errorPage(w, http.StatusForbidden, "This "+what+" was started in another browser", "access_denied",
 			"For your safety the "+what+" must finish in the browser where it started.")
 	default:
-		p.log.ErrorContext(r.Context(), what+" continue", "err", err)
-		p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try again.")
+		p.logFailure(r.Context(), what+" continue", err)
+		p.serverErrorPage(w, err, "Please try again.")
 	}
 }
 

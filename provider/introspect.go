@@ -46,8 +46,8 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 	tu, ar, err := p.oauth.IntrospectToken(ctx, token, hint, NewSession())
 	if err != nil {
 		if tokenStoreFailed(err) {
-			p.log.ErrorContext(ctx, "introspect: look up token", "err", err)
-			writeError(w, http.StatusInternalServerError, "server_error", "The token could not be checked; try again.")
+			p.logFailure(ctx, "introspect: look up token", err)
+			writeServerError(w, err, "The token could not be checked; try again.")
 			return
 		}
 		result = introspectInactive
@@ -161,10 +161,11 @@ func clientCredentialsPresented(r *http.Request) bool {
 // invalid_client for credentials that do not authenticate a client (RFC
 // 6749 §5.2), and a logged server error when the store failed.
 func (p *Provider) writeClientError(w http.ResponseWriter, r *http.Request, err error) {
+	err = retryable(w, err)
 	rfcErr := fosite.ErrorToRFC6749Error(err)
 	switch {
 	case rfcErr.CodeField >= http.StatusInternalServerError:
-		p.log.ErrorContext(r.Context(), "client authentication", "path", r.URL.Path, "err", err, "debug", rfcErr.DebugField)
+		p.logFailure(r.Context(), "client authentication", err, "path", r.URL.Path, "debug", rfcErr.DebugField)
 		writeError(w, rfcErr.CodeField, rfcErr.ErrorField, rfcErr.GetDescription())
 	case rfcErr.ErrorField == fosite.ErrInvalidRequest.ErrorField:
 		writeError(w, http.StatusBadRequest, rfcErr.ErrorField, rfcErr.GetDescription())

@@ -319,6 +319,6 @@ func (p *Provider) logoutError(w http.ResponseWriter, message string) {
 }
 
 func (p *Provider) logoutServerError(w http.ResponseWriter, r *http.Request, err error) {
-	p.log.ErrorContext(r.Context(), "logout", "err", err)
-	p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", "Please try signing out again.")
+	p.logFailure(r.Context(), "logout", err)
+	p.serverErrorPage(w, err, "Please try signing out again.")
 }

@@ -27,12 +27,12 @@ func (p *Provider) pushedAuthorize(w http.ResponseWriter, r *http.Request) {
 		err = p.checkAuthorizeRequest(ctx, ar, client)
 	}
 	if err != nil {
-		p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		p.oauth.WritePushedAuthorizeError(ctx, w, ar, retryable(w, err))
 		return
 	}
 	resp, err := p.oauth.NewPushedAuthorizeResponse(ctx, ar, NewSession())
 	if err != nil {
-		p.oauth.WritePushedAuthorizeError(ctx, w, ar, err)
+		p.oauth.WritePushedAuthorizeError(ctx, w, ar, retryable(w, err))
 		return
 	}
 	p.oauth.WritePushedAuthorizeResponse(ctx, w, ar, resp)

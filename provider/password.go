@@ -9,6 +9,8 @@ import (
 	"net/http"
 
 	"github.com/ory/fosite"
+
+	"github.com/latchkey-oidc/latchkey/store"
 )
 
 // passwordChecker asks the login side to check resource-owner credentials
@@ -45,6 +47,9 @@ func (c *passwordChecker) CheckPassword(ctx context.Context, username, password 
 	case http.StatusOK:
 	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests:
 		return "", fosite.ErrNotFound
+	case http.StatusServiceUnavailable:
+		// The login side's database is unavailable: the client may retry.
+		return "", fmt.Errorf("password check: login side answered %s: %w", resp.Status, store.ErrUnavailable)
 	default:
 		return "", fmt.Errorf("password check: login side answered %s", resp.Status)
 	}

@@ -564,6 +564,6 @@ func (p *Provider) writeRegistrationError(w http.ResponseWriter, r *http.Request
 // registrationServerError answers an unexpected failure without detail and
 // logs it; the log has the path, never the request's tokens.
 func (p *Provider) registrationServerError(w http.ResponseWriter, r *http.Request, err error) {
-	p.log.ErrorContext(r.Context(), "client registration", "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, "server_error", "The request could not be completed.")
+	p.logFailure(r.Context(), "client registration", err, "path", r.URL.Path)
+	writeServerError(w, err, "The request could not be completed.")
 }

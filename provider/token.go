@@ -154,6 +154,7 @@ func (p *Provider) mendTokenError(ctx context.Context, form url.Values, ar fosit
 // writeTokenError answers a token-style endpoint with an RFC 6749 §5.2
 // error, logging server errors.
 func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	err = retryable(w, err)
 	rfcErr := fosite.ErrorToRFC6749Error(err)
 	if rfcErr.ErrorField == fosite.ErrJTIKnown.ErrorField {
 		// A replayed client assertion is a failed client authentication
@@ -161,7 +162,7 @@ func (p *Provider) writeTokenError(w http.ResponseWriter, r *http.Request, ar fo
 		err = fosite.ErrInvalidClient.WithHint("The client assertion was already used.")
 	}
 	if rfcErr.CodeField >= 500 {
-		p.log.ErrorContext(r.Context(), "token endpoint", "path", r.URL.Path, "err", err, "debug", rfcErr.DebugField)
+		p.logFailure(r.Context(), "token endpoint", err, "path", r.URL.Path, "debug", rfcErr.DebugField)
 	}
 	p.metrics.tokenErrors.WithLabelValues(grantLabel(r.PostForm.Get("grant_type")), errorLabel(fosite.ErrorToRFC6749Error(err).ErrorField)).Inc()
 	if ar == nil {

@@ -42,8 +42,8 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	tu, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
 	if err != nil {
 		if tokenStoreFailed(err) {
-			p.log.ErrorContext(ctx, "userinfo: look up access token", "err", err)
-			writeError(w, http.StatusInternalServerError, "server_error", "The token could not be checked; try again.")
+			p.logFailure(ctx, "userinfo: look up access token", err)
+			writeServerError(w, err, "The token could not be checked; try again.")
 			return
 		}
 		writeBearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is unknown, expired or revoked.")

@@ -14,8 +14,9 @@ const tokenColumns = `kind, signature, request_id, client_id, subject, active, a
 const tokenColumnCount = 10
 
 // insertFlushTimeout bounds one multi-row INSERT. The requests in it wait
-// for it whatever their own contexts say: a row is either stored and its
-// token issued, or neither.
+// for it whatever their own cancellations say, so that a row is either
+// stored and its token issued, or neither; but it ends sooner when every
+// request in it has a deadline before that (flushDeadline).
 const insertFlushTimeout = 10 * time.Second
 
 // tokenInserts coalesces the token INSERTs made outside a transaction
@@ -45,6 +46,8 @@ type tokenInserts struct {
 // pendingInsert is one request's row, waiting to be written.
 type pendingInsert struct {
 	args []any
+	// deadline is the request's own; zero when it has none.
+	deadline time.Time
 	// result receives the row's outcome; lead hands the request a batch
 	// (which starts with its own row) to write. Both have room for one
 	// value, so the sender never waits.
@@ -60,6 +63,7 @@ func newTokenInserts(s *Store, maxFlushes, maxBatch int) *tokenInserts {
 // (or failed).
 func (t *tokenInserts) insert(ctx context.Context, args ...any) error {
 	p := &pendingInsert{args: args, result: make(chan error, 1), lead: make(chan []*pendingInsert, 1)}
+	p.deadline, _ = ctx.Deadline()
 	t.mu.Lock()
 	t.queue = append(t.queue, p)
 	var batch []*pendingInsert
@@ -92,7 +96,7 @@ func (t *tokenInserts) takeLocked() []*pendingInsert {
 // flush writes batch, tells each of its requests the outcome, and hands
 // the next batch on, or frees its turn when nothing is queued.
 func (t *tokenInserts) flush(ctx context.Context, batch []*pendingInsert) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), insertFlushTimeout)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), flushDeadline(batch, time.Now()))
 	errs := t.write(ctx, batch)
 	cancel()
 	for i, p := range batch {
@@ -106,6 +110,29 @@ func (t *tokenInserts) flush(ctx context.Context, batch []*pendingInsert) {
 	}
 	next := t.takeLocked()
 	next[0].lead <- next
+}
+
+// flushDeadline is when a batch's write gives up: insertFlushTimeout from
+// now, or sooner when every request in it has a deadline before that — the
+// write serves nobody once all of them have given up.
+func flushDeadline(batch []*pendingInsert, now time.Time) time.Time {
+	var latest time.Time
+	for _, p := range batch {
+		if p.deadline.IsZero() {
+			return now.Add(insertFlushTimeout)
+		}
+		if p.deadline.After(latest) {
+			latest = p.deadline
+		}
+	}
+	return minTime(latest, now.Add(insertFlushTimeout))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // write inserts the batch's rows in one statement. If that fails, each row

@@ -145,3 +145,26 @@ func TestTokenInsertsBadRowFailsAlone(t *testing.T) {
 		t.Errorf("%d rows stored, want %d", got, len(sigs))
 	}
 }
+
+// TestFlushDeadline: a batch's write lasts as long as the latest deadline
+// of its requests, never longer than insertFlushTimeout, and the full
+// timeout when one of them has no deadline.
+func TestFlushDeadline(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *pendingInsert { return &pendingInsert{deadline: now.Add(d)} }
+	cases := []struct {
+		name  string
+		batch []*pendingInsert
+		want  time.Duration
+	}{
+		{"one request", []*pendingInsert{at(300 * time.Millisecond)}, 300 * time.Millisecond},
+		{"the latest of several", []*pendingInsert{at(time.Second), at(3 * time.Second), at(2 * time.Second)}, 3 * time.Second},
+		{"capped", []*pendingInsert{at(time.Minute)}, insertFlushTimeout},
+		{"one without a deadline", []*pendingInsert{at(time.Second), {}}, insertFlushTimeout},
+	}
+	for _, tc := range cases {
+		if got := flushDeadline(tc.batch, now).Sub(now); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

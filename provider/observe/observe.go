@@ -84,6 +84,11 @@ type Options struct {
 	// that declares a longer body is answered 413 before any handler runs,
 	// and reading past the bound fails in the handler.
 	MaxBodyBytes int64
+	// RequestTimeout is every request's deadline; 0 means none. Work that
+	// honours the request's context (the database) gives up when it
+	// passes, and the request is answered 503 temporarily_unavailable
+	// rather than left hanging.
+	RequestTimeout time.Duration
 }
 
 // Handler serves next on one listener: it answers the health endpoints
@@ -127,6 +132,11 @@ func Handler(next http.Handler, o Options) http.Handler {
 					return
 				}
 				r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+			}
+			if o.RequestTimeout > 0 {
+				ctx, cancel := context.WithTimeout(r.Context(), o.RequestTimeout)
+				defer cancel()
+				r = r.WithContext(ctx)
 			}
 			serve(w, r)
 		}), w, r)

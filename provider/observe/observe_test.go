@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -263,5 +264,34 @@ func TestBodyLimit(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(strings.Repeat("a", 16))))
 	if rec.Code != http.StatusNoContent || len(read) != 16 {
 		t.Errorf("16 bytes: %d, read %d bytes; want them all", rec.Code, len(read))
+	}
+}
+
+// TestRequestTimeout: with RequestTimeout every request's context has that
+// deadline, so work that waits on it (the database) ends; without it there
+// is none.
+func TestRequestTimeout(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 50 * time.Millisecond} {
+		var deadline time.Time
+		var hasDeadline bool
+		var ended error
+		h := observe.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			deadline, hasDeadline = r.Context().Deadline()
+			if hasDeadline {
+				<-r.Context().Done() // a database call that does not answer
+				ended = r.Context().Err()
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}), observe.Options{RequestTimeout: timeout})
+		start := time.Now()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil))
+		switch {
+		case timeout == 0 && hasDeadline:
+			t.Errorf("no RequestTimeout, yet the request has a deadline")
+		case timeout > 0 && (!hasDeadline || deadline.Before(start.Add(timeout)) || deadline.After(time.Now())):
+			t.Errorf("RequestTimeout %v: deadline %v (set: %v), want %v after the start", timeout, deadline, hasDeadline, timeout)
+		case timeout > 0 && !errors.Is(ended, context.DeadlineExceeded):
+			t.Errorf("RequestTimeout %v: the request's context ended with %v", timeout, ended)
+		}
 	}
 }

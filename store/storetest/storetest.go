@@ -124,7 +124,12 @@ func PostgresURL(t testing.TB) string {
 // schema is dropped when the test ends.
 func FreshPostgres(t testing.TB) string {
 	t.Helper()
-	base := PostgresURL(t)
+	return FreshPostgresAt(t, PostgresURL(t))
+}
+
+// FreshPostgresAt is FreshPostgres in the database at base.
+func FreshPostgresAt(t testing.TB, base string) string {
+	t.Helper()
 	admin, err := sqlx.Open("postgres", base)
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
@@ -143,7 +148,7 @@ func FreshPostgres(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("parse LATCHKEY_TEST_DATABASE_URL: %v", err)
+		t.Fatalf("parse the database URL: %v", err)
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
