@@ -34,7 +34,12 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	n := wantArgs[sub]
-	s := newSettings("clients "+sub, stderr, withLog(slices.Concat(dbSettings, secretSettings)...)...)
+	names := slices.Concat(dbSettings, secretSettings)
+	if sub == "create" {
+		// The sector_identifier_uri fetch follows the server's policy.
+		names = append(names, "outbound-allow")
+	}
+	s := newSettings("clients "+sub, stderr, withLog(names...)...)
 	var file *string
 	if sub == "create" {
 		file = s.fs.String("file", "", "the client metadata: an RFC 7591 JSON document (required)")
@@ -122,12 +127,16 @@ func createClient(ctx context.Context, s *settings, log *slog.Logger, file strin
 	if err != nil {
 		return err
 	}
+	allow, err := s.outboundAllow()
+	if err != nil {
+		return err
+	}
 	st, err := s.openStore(ctx, store.Options{}, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	reg, err := provider.NewClientRegistrar(st, provider.Config{SystemSecret: secret, OldSystemSecrets: old, Dev: dev})
+	reg, err := provider.NewClientRegistrar(st, provider.Config{SystemSecret: secret, OldSystemSecrets: old, Dev: dev, OutboundAllow: allow})
 	if err != nil {
 		return err
 	}

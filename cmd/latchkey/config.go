@@ -10,6 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +59,8 @@ var settingDefs = map[string]setting{
 		usage: "dynamic client registration at /oauth2/register (RFC 7591/7592): closed, open (anyone may register), or token (an initial access token from --registration-tokens is required)"},
 	"registration-tokens": {env: "LATCHKEY_REGISTRATION_TOKENS",
 		usage: "comma-separated initial access tokens (16+ characters each) for --registration token"},
+	"outbound-allow": {env: "LATCHKEY_OUTBOUND_ALLOW",
+		usage: "comma-separated CIDR prefixes (or single addresses) the provider may call at URLs clients choose, on top of its policy: fetches of request_uri, jwks_uri and sector_identifier_uri go only to public addresses, back-channel logouts also to private ones but never to loopback, link-local or multicast; e.g. 10.20.0.0/16 for an intranet JWKS; default: none (--dev adds loopback)"},
 	"public-addr": {env: "LATCHKEY_PUBLIC_ADDR", def: "127.0.0.1:8080",
 		usage: "listen address of the public endpoints"},
 	"admin-addr": {env: "LATCHKEY_ADMIN_ADDR", def: "127.0.0.1:8081",
@@ -88,10 +92,18 @@ var settingDefs = map[string]setting{
 		usage: "age at which a current signing key is rotated (the next key, published since the last rotation, takes over)"},
 	"access-token-format": {env: "LATCHKEY_ACCESS_TOKEN_FORMAT", def: "opaque",
 		usage: "access token format of clients that do not choose one (latchkey_access_token_format): opaque, or jwt (RFC 9068, signed with the provider's keys)"},
+	"token-rate-limit": {env: "LATCHKEY_TOKEN_RATE_LIMIT", def: "0",
+		usage: "token requests per second each client may make to one replica, unless the client has its own latchkey_token_rate_limit; over it, 429 too_many_requests; 0 is no limit"},
+	"request-timeout": {env: "LATCHKEY_REQUEST_TIMEOUT", def: "30s",
+		usage: "deadline of every request on the public, admin and login listeners; a request whose database work outlasts it is answered 503 temporarily_unavailable"},
 	"max-body-bytes": {env: "LATCHKEY_MAX_BODY_BYTES", def: "1048576",
 		usage: "largest request body any listener accepts; a larger one is answered 413"},
 	"max-header-bytes": {env: "LATCHKEY_MAX_HEADER_BYTES", def: "65536",
 		usage: "largest request line and headers any listener accepts; larger ones are answered 431"},
+	"tls-cert-file": {env: "LATCHKEY_TLS_CERT_FILE",
+		usage: "PEM certificate (chain) to serve HTTPS on the listener browsers reach: the public one (serve, serve provider) or the login app's (serve login); with --tls-key-file; reloaded when the files change; default: plain HTTP, TLS ending at a proxy"},
+	"tls-key-file": {env: "LATCHKEY_TLS_KEY_FILE",
+		usage: "PEM private key of --tls-cert-file"},
 	"database-max-conns": {env: "LATCHKEY_DATABASE_MAX_CONNS",
 		usage: "most database connections this process opens; default 32 for PostgreSQL, 8 for SQLite"},
 	"password-check-url": {env: "LATCHKEY_PASSWORD_CHECK_URL",
@@ -479,6 +491,17 @@ func (s *settings) positiveInt(name string) (int, error) {
 	return n, nil
 }
 
+// rate returns a setting that is a number of requests per second, zero or
+// more.
+func (s *settings) rate(name string) (float64, error) {
+	v := s.get(name)
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		return 0, fmt.Errorf("--%s: %q is not a number of requests per second (0 or more)", name, v)
+	}
+	return r, nil
+}
+
 // duration returns a duration setting.
 func (s *settings) duration(name string) (time.Duration, error) {
 	v := s.get(name)
@@ -487,6 +510,27 @@ func (s *settings) duration(name string) (time.Duration, error) {
 		return 0, fmt.Errorf("--%s: %q is not a positive duration such as 30s or 5m", name, v)
 	}
 	return d, nil
+}
+
+// outboundAllow returns --outbound-allow: CIDR prefixes, or single
+// addresses meaning just themselves.
+func (s *settings) outboundAllow() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range strings.Split(s.get("outbound-allow"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("--outbound-allow: %q is not a CIDR prefix such as 10.20.0.0/16 or an IP address", v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // withLog adds the log settings to names.

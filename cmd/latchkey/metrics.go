@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,8 +29,9 @@ type telemetry struct {
 
 // requestLimits bound what a client may send to any listener.
 type requestLimits struct {
-	body   int64 // --max-body-bytes
-	header int   // --max-header-bytes
+	body    int64         // --max-body-bytes
+	header  int           // --max-header-bytes
+	timeout time.Duration // --request-timeout
 }
 
 func newTelemetry(s *settings, log *slog.Logger, st *store.Store) (*telemetry, error) {
@@ -40,6 +42,9 @@ func newTelemetry(s *settings, log *slog.Logger, st *store.Store) (*telemetry, e
 	}
 	limits.body = int64(body)
 	if limits.header, err = s.positiveInt("max-header-bytes"); err != nil {
+		return nil, err
+	}
+	if limits.timeout, err = s.duration("request-timeout"); err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -71,7 +76,7 @@ func newTelemetry(s *settings, log *slog.Logger, st *store.Store) (*telemetry, e
 // limits.
 func (t *telemetry) listener(name string, ln net.Listener, h http.Handler, ready func(context.Context) error) listener {
 	return listener{name, ln, observe.Handler(h, observe.Options{
-		Listener: name, Log: t.log, Metrics: t.http, Ready: ready, MaxBodyBytes: t.limits.body,
+		Listener: name, Log: t.log, Metrics: t.http, Ready: ready, MaxBodyBytes: t.limits.body, RequestTimeout: t.limits.timeout,
 	}), t.limits.header}
 }
 

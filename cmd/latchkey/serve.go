@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,8 @@ var serveSettings = withLog(append([]string{
 	"database-url", "data-dir", "system-secret", "old-system-secrets", "dev",
 	"issuer", "login-url", "admin-token", "public-addr", "admin-addr", "login-addr", "admin-url",
 	"registration", "registration-tokens", "metrics-addr", "metrics-per-client", "key-refresh-interval", "key-rotation-period", "database-max-conns", "password-check-url",
-	"access-token-format", "pprof", "max-body-bytes", "max-header-bytes",
+	"access-token-format", "pprof", "max-body-bytes", "max-header-bytes", "tls-cert-file", "tls-key-file",
+	"outbound-allow", "token-rate-limit", "request-timeout",
 }, loginSettings...)...)
 
 // runServe runs until ctx ends: "serve" runs the provider with the login
@@ -70,6 +72,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	outboundAllow, err := s.outboundAllow()
+	if err != nil {
+		return err
+	}
 	perClient, err := s.bool("metrics-per-client")
 	if err != nil {
 		return err
@@ -86,8 +92,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	tokenRate, err := s.rate("token-rate-limit")
+	if err != nil {
+		return err
+	}
+	serverTLS, err := s.serverTLS(log)
+	if err != nil {
+		return err
+	}
+	if err := checkTLSURLs(serverTLS, mode, issuer, s.get("login-url")); err != nil {
+		return err
+	}
 	if mode == "login" {
-		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev, maxConns)
+		return serveLogin(ctx, s, log, stdout, issuer, adminToken, secret, oldSecrets, dev, maxConns, serverTLS)
 	}
 
 	publicLn, err := net.Listen("tcp", s.get("public-addr"))
@@ -101,7 +118,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer adminLn.Close()
 	if issuer == "" {
-		issuer = defaultIssuer(publicLn.Addr())
+		issuer = defaultIssuer(scheme(serverTLS), publicLn.Addr())
 		if !provider.IsLoopback(publicLn.Addr().(*net.TCPAddr).IP.String()) {
 			log.Warn("no --issuer given: using a loopback issuer while listening beyond loopback; set --issuer to the URL clients use", "issuer", issuer)
 		}
@@ -123,6 +140,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		KeyRotateEvery:     keyRotation,
 		MetricsPerClient:   perClient,
 		AccessTokenFormat:  s.get("access-token-format"),
+		TokenRateLimit:     tokenRate,
+		OutboundAllow:      outboundAllow,
 	}
 	storeOpts := provider.StoreOptions(cfg)
 	storeOpts.MaxOpenConns = maxConns
@@ -140,7 +159,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	publicURL, adminURL := "http://"+publicLn.Addr().String(), "http://"+adminLn.Addr().String()
+	publicURL, adminURL := scheme(serverTLS)+"://"+publicLn.Addr().String(), "http://"+adminLn.Addr().String()
 	public := p.PublicHandler()
 	loginWhere := "not served here (serve login runs it)"
 	if mode == "" {
@@ -166,7 +185,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"registration", string(registration), "metrics", metricsWhere(metricsLn))
 
 	return serveUntilDone(ctx, log, p.Run, append([]listener{
-		tel.listener("public", publicLn, public, p.Ready),
+		listenTLS(tel.listener("public", publicLn, public, p.Ready), serverTLS),
 		tel.listener("admin", adminLn, p.AdminHandler(), p.Ready),
 	}, metricsLn...))
 }
@@ -180,7 +199,7 @@ func metricsWhere(ls []listener) string {
 }
 
 // serveLogin runs the login app alone, against a provider's admin API.
-func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Writer, issuer, adminToken string, secret []byte, old [][]byte, dev bool, maxConns int) error {
+func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Writer, issuer, adminToken string, secret []byte, old [][]byte, dev bool, maxConns int, serverTLS *tls.Config) error {
 	loginURL := s.get("login-url")
 	if issuer == "" || loginURL == "" {
 		return errors.New("serve login needs --issuer and --login-url (where browsers reach the login app)")
@@ -208,10 +227,10 @@ func serveLogin(ctx context.Context, s *settings, log *slog.Logger, stdout io.Wr
 		return err
 	}
 	fmt.Fprintf(stdout, "Latchkey %s login app is serving.\n  login app    %s (listening on %s)\n  admin API    %s\n  metrics      %s\n  database     %s\n",
-		version, loginURL, ln.Addr(), s.get("admin-url"), metricsWhere(metricsLn), s.databaseName())
+		version, loginURL, scheme(serverTLS)+"://"+ln.Addr().String(), s.get("admin-url"), metricsWhere(metricsLn), s.databaseName())
 	log.Info("serving the login app", "version", version, "login_url", loginURL, "listen", ln.Addr().String(), "metrics", metricsWhere(metricsLn))
 	return serveUntilDone(ctx, log, nil, append([]listener{
-		tel.listener("login", ln, app.Mount(http.NotFoundHandler()), app.Ready),
+		listenTLS(tel.listener("login", ln, app.Mount(http.NotFoundHandler()), app.Ready), serverTLS),
 	}, metricsLn...))
 }
 
@@ -298,15 +317,15 @@ func checkIssuer(issuer string, dev bool) error {
 	return nil
 }
 
-// defaultIssuer is http:// and the public listener's address, loopback
+// defaultIssuer is the public listener's scheme and address, loopback
 // when it listens on every interface.
-func defaultIssuer(addr net.Addr) string {
+func defaultIssuer(scheme string, addr net.Addr) string {
 	ta := addr.(*net.TCPAddr)
 	host := ta.IP.String()
 	if ta.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(ta.Port))
+	return scheme + "://" + net.JoinHostPort(host, fmt.Sprint(ta.Port))
 }
 
 // adminToken returns the admin token and where it is, for the start-up

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 	"github.com/latchkey-oidc/latchkey/provider"
+	"github.com/latchkey-oidc/latchkey/store/storetest"
 )
 
 // cleanEnv unsets every LATCHKEY_* variable the commands read, so the
@@ -40,7 +43,7 @@ type server struct {
 }
 
 var (
-	publicLine  = regexp.MustCompile(`(?m)^\s+public\s+(http://\S+)$`)
+	publicLine  = regexp.MustCompile(`(?m)^\s+public\s+(https?://\S+)$`)
 	adminLine   = regexp.MustCompile(`(?m)^\s+admin API\s+(http://\S+)$`)
 	metricsLine = regexp.MustCompile(`(?m)^\s+metrics\s+(http://\S+)$`)
 	issuerLine  = regexp.MustCompile(`(?m)^\s+issuer\s+(\S+)$`)
@@ -49,6 +52,13 @@ var (
 // startServe runs serve with args on ephemeral ports and waits until it
 // answers HTTP. It stops the server when the test ends.
 func startServe(t *testing.T, args ...string) *server {
+	t.Helper()
+	return startServeWith(t, http.DefaultClient, args...)
+}
+
+// startServeWith is startServe asking with client whether serve answers
+// (one that trusts its certificate when it serves https).
+func startServeWith(t *testing.T, client *http.Client, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{stdout: &latchkeytest.Output{}, stderr: &latchkeytest.Output{}, stop: cancel, done: make(chan error, 1)}
@@ -81,7 +91,7 @@ func startServe(t *testing.T, args ...string) *server {
 	}
 	// Any HTTP answer will do: the endpoint's owner may not have written it.
 	for {
-		resp, err := http.Get(s.public + "/.well-known/openid-configuration")
+		resp, err := client.Get(s.public + "/.well-known/openid-configuration")
 		if err == nil {
 			resp.Body.Close()
 			return s
@@ -500,5 +510,103 @@ func TestServeRequestLimits(t *testing.T) {
 		if err := run(context.Background(), args, io.Discard, &stderr); err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: %v, want an error naming the flag", bad, err)
 		}
+	}
+}
+
+// TestServeTokenRateLimit: --token-rate-limit limits each client's token
+// requests (one per 1000 s here, so the second is refused however slow the
+// machine), and a bad value is refused at start.
+func TestServeTokenRateLimit(t *testing.T) {
+	cleanEnv(t)
+	dir := filepath.Join(t.TempDir(), "latchkey-data")
+	s := startServe(t, "--data-dir", dir, "--token-rate-limit", "0.001")
+	secret := createCCClient(t, dir, "rated")
+	for i, want := range []int{http.StatusOK, http.StatusTooManyRequests} {
+		req, err := http.NewRequest(http.MethodPost, s.public+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("rated", secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("request %d: %d %v, want %d", i+1, resp.StatusCode, out, want)
+		}
+		if want == http.StatusTooManyRequests && (out["error"] != "too_many_requests" || resp.Header.Get("Retry-After") == "") {
+			t.Errorf("over the rate: %v, Retry-After %q", out, resp.Header.Get("Retry-After"))
+		}
+	}
+	for _, bad := range []string{"-1", "fast", "NaN"} {
+		args := []string{"serve", "--data-dir", filepath.Join(t.TempDir(), "d"), "--public-addr", "127.0.0.1:0",
+			"--admin-addr", "127.0.0.1:0", "--metrics-addr", "off", "--token-rate-limit", bad}
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--token-rate-limit") {
+			t.Errorf("--token-rate-limit %s: %v, want an error naming the flag", bad, err)
+		}
+	}
+}
+
+// TestServeRequestTimeout: a token request whose database write waits past
+// --request-timeout (here behind a table lock) is answered 503
+// temporarily_unavailable, not left hanging, and the next one after the
+// lock is gone succeeds.
+func TestServeRequestTimeout(t *testing.T) {
+	cleanEnv(t)
+	dbURL := storetest.FreshPostgres(t)
+	secret := rand.Text() + rand.Text()
+	s := startServe(t, "--data-dir", t.TempDir(), "--database-url", dbURL, "--system-secret", secret,
+		"--request-timeout", "300ms")
+	file := filepath.Join(t.TempDir(), "client.json")
+	writeFile(t, file, `{"client_id":"patient","grant_types":["client_credentials"]}`)
+	var c struct {
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(cli(t, "clients", "create", "--file", file, "--database-url", dbURL, "--system-secret", secret)), &c); err != nil {
+		t.Fatal(err)
+	}
+	token := func() (int, map[string]any) {
+		req, err := http.NewRequest(http.MethodPost, s.public+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("patient", c.Secret)
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if status, out := token(); status != http.StatusOK {
+		t.Fatalf("before the lock: %d %v", status, out)
+	}
+
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`LOCK TABLE oauth2_tokens IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	status, out := token()
+	_ = tx.Rollback()
+	if status != http.StatusServiceUnavailable || out["error"] != "temporarily_unavailable" {
+		t.Errorf("while the table is locked past the deadline: %d %v, want 503 temporarily_unavailable", status, out)
+	}
+	if status, out := token(); status != http.StatusOK {
+		t.Errorf("after the lock: %d %v", status, out)
 	}
 }
