@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/mux"
+
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 )
 
 // The login app's bad-input battery, in the spirit of errors_test.go but
@@ -148,29 +150,6 @@ func (c *loginCase) verify(t *testing.T, e *env, rec *httptest.ResponseRecorder)
 	}
 }
 
-// walkLoginRoutes calls fn with every route of r that serves something.
-func walkLoginRoutes(t *testing.T, r *mux.Router, fn func(tmpl string, methods []string, rt *mux.Route)) {
-	t.Helper()
-	err := r.Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-		if rt.GetHandler() == nil {
-			return nil
-		}
-		tmpl, err := rt.GetPathTemplate()
-		if err != nil {
-			return err
-		}
-		methods, err := rt.GetMethods()
-		if err != nil {
-			return err
-		}
-		fn(tmpl, methods, rt)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // fillRouteVars fills a route template's variables.
 func fillRouteVars(tmpl string) string {
 	return strings.NewReplacer("{name}", "nope").Replace(tmpl)
@@ -198,7 +177,7 @@ func TestBadInputBattery(t *testing.T) {
 	}
 	t.Run("every route has cases", func(t *testing.T) {
 		routes := 0
-		walkLoginRoutes(t, router, func(tmpl string, methods []string, rt *mux.Route) {
+		err := latchkeytest.WalkRoutes(router, func(tmpl string, methods []string, rt *mux.Route) {
 			routes++
 			var reached, wrongMethod bool
 			for _, c := range cases {
@@ -217,6 +196,9 @@ func TestBadInputBattery(t *testing.T) {
 				t.Errorf("route %s has no wrong-method case", tmpl)
 			}
 		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if routes < 20 {
 			t.Fatalf("only %d routes were found", routes)
 		}
@@ -229,7 +211,7 @@ func loginBadCases(t *testing.T, r *mux.Router) []loginCase {
 	var cases []loginCase
 	big := strings.Repeat("x", 70<<10)
 	seen := map[string]bool{}
-	walkLoginRoutes(t, r, func(tmpl string, methods []string, _ *mux.Route) {
+	err := latchkeytest.WalkRoutes(r, func(tmpl string, methods []string, _ *mux.Route) {
 		path := fillRouteVars(tmpl)
 		if !seen[tmpl] {
 			seen[tmpl] = true
@@ -268,6 +250,9 @@ func loginBadCases(t *testing.T, r *mux.Router) []loginCase {
 			cases = append(cases, c)
 		}
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	gone := func(name, method, path string, form url.Values) loginCase {
 		return loginCase{name: name, method: method, path: path, form: form, csrf: method == http.MethodPost,
 			status: http.StatusNotFound, page: challengeGone}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/latchkey-oidc/latchkey/conformance/latchkeytest"
 	"github.com/latchkey-oidc/latchkey/provider"
 	"github.com/latchkey-oidc/latchkey/store"
 )
@@ -354,7 +355,7 @@ func TestBadInput(t *testing.T) {
 func checkRoutesCovered(t *testing.T, table string, r *mux.Router, cases []badCase) {
 	t.Helper()
 	routes := 0
-	err := walkRoutes(r, func(tmpl string, methods []string, rt *mux.Route) {
+	err := latchkeytest.WalkRoutes(r, func(tmpl string, methods []string, rt *mux.Route) {
 		routes++
 		var reached, wrongMethod bool
 		for _, c := range cases {
@@ -382,33 +383,13 @@ func checkRoutesCovered(t *testing.T, table string, r *mux.Router, cases []badCa
 	}
 }
 
-// walkRoutes calls fn with every route of r that serves something: its
-// path template and methods. (A subrouter is a route without either.)
-func walkRoutes(r *mux.Router, fn func(tmpl string, methods []string, rt *mux.Route)) error {
-	return r.Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-		if rt.GetHandler() == nil {
-			return nil
-		}
-		tmpl, err := rt.GetPathTemplate()
-		if err != nil {
-			return err
-		}
-		methods, err := rt.GetMethods()
-		if err != nil {
-			return err
-		}
-		fn(tmpl, methods, rt)
-		return nil
-	})
-}
-
 // wrongMethods answers, for every path of r, a method it does not serve:
 // 405 invalid_request as JSON.
 func wrongMethods(t *testing.T, r *mux.Router, header http.Header) []badCase {
 	t.Helper()
 	var out []badCase
 	seen := map[string]bool{}
-	err := walkRoutes(r, func(tmpl string, _ []string, _ *mux.Route) {
+	err := latchkeytest.WalkRoutes(r, func(tmpl string, _ []string, _ *mux.Route) {
 		if seen[tmpl] {
 			return
 		}
@@ -989,7 +970,7 @@ func adminBadCases(t *testing.T, e *env) []badCase {
 	var cases []badCase
 	// Every route refuses a request without the admin token, or with a
 	// wrong one, before anything else.
-	err := walkRoutes(adm, func(tmpl string, methods []string, _ *mux.Route) {
+	err := latchkeytest.WalkRoutes(adm, func(tmpl string, methods []string, _ *mux.Route) {
 		path := strings.NewReplacer("{id}", "bad-web", "{subject}", "alice-subject", "{sid}", "some-sid").Replace(tmpl)
 		for _, auth := range []string{"", "Bearer wrong-token", "Bearer " + adminToken + "x", "Basic " + adminToken, adminToken} {
 			cases = append(cases, badCase{name: fmt.Sprintf("Authorization %q", auth), method: methods[0], target: path,

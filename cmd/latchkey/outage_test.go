@@ -46,25 +46,7 @@ const outageCallback = "https://app.example.test/callback"
 // client was given is introspectable: none was issued without being stored.
 func TestDatabaseOutageUnderLoad(t *testing.T) {
 	cluster, base := faultCluster(t)
-	cleanEnv(t)
-	dbURL := storetest.FreshPostgresAt(t, base)
-	bin := buildLatchkey(t)
-	srv := launchProcess(t, bin, "latchkey serve", []string{"serve",
-		"--database-url", dbURL, "--system-secret", rand.Text() + rand.Text(), "--data-dir", t.TempDir(),
-		"--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "warn"})
-	srv.waitListening(publicLine, adminLine, metricsLine)
-	if srv.startErr != "" {
-		t.Fatal(srv.startErr)
-	}
-	srv.waitHTTP(t)
-	adminToken := readAdminToken(t, srv)
-
-	l := &outageLoad{srv: srv, adminToken: adminToken, http: noRedirectClient(15 * time.Second),
-		counts: map[countKey]int{}, issued: map[string]issuedToken{}, redeemed: map[string]int{}}
-	l.cc = l.createClient(t, map[string]any{
-		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic",
-	})
+	l := serveForOutage(t, base)
 	l.code = l.createClient(t, map[string]any{
 		"redirect_uris": []string{outageCallback}, "grant_types": []string{"authorization_code", "refresh_token"},
 		"response_types": []string{"code"}, "scope": "openid offline_access", "token_endpoint_auth_method": "client_secret_basic",
@@ -142,6 +124,34 @@ func TestDatabaseOutageUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("introspected %d tokens issued before, during and after the outage; %d inactive", len(l.issued), inactive)
+}
+
+// serveForOutage runs "latchkey serve" on a fresh schema of the database
+// at base, and returns a load against it with a client_credentials client.
+func serveForOutage(t *testing.T, base string) *outageLoad {
+	t.Helper()
+	cleanEnv(t)
+	dbURL := storetest.FreshPostgresAt(t, base)
+	bin := buildLatchkey(t)
+	srv := launchProcess(t, bin, "latchkey serve", []string{"serve",
+		"--database-url", dbURL, "--system-secret", rand.Text() + rand.Text(), "--data-dir", t.TempDir(),
+		"--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+		"--log-format", "json", "--log-level", "warn"})
+	srv.waitListening(publicLine, adminLine, metricsLine)
+	if srv.startErr != "" {
+		t.Fatal(srv.startErr)
+	}
+	srv.waitHTTP(t)
+	l := newOutageLoad(srv, readAdminToken(t, srv))
+	l.cc = l.createClient(t, map[string]any{
+		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic",
+	})
+	return l
+}
+
+func newOutageLoad(srv *latchkeyProcess, adminToken string) *outageLoad {
+	return &outageLoad{srv: srv, adminToken: adminToken, http: noRedirectClient(15 * time.Second),
+		counts: map[countKey]int{}, issued: map[string]issuedToken{}, redeemed: map[string]int{}}
 }
 
 // faultCluster returns the cluster the test may stop and a database URL on
@@ -576,23 +586,7 @@ func (l *outageLoad) violation(format string, args ...any) {
 // the pool dials anew).
 func TestDatabaseRestartWhileIdle(t *testing.T) {
 	cluster, base := faultCluster(t)
-	cleanEnv(t)
-	dbURL := storetest.FreshPostgresAt(t, base)
-	bin := buildLatchkey(t)
-	srv := launchProcess(t, bin, "latchkey serve", []string{"serve",
-		"--database-url", dbURL, "--system-secret", rand.Text() + rand.Text(), "--data-dir", t.TempDir(),
-		"--public-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "warn"})
-	srv.waitListening(publicLine, adminLine, metricsLine)
-	if srv.startErr != "" {
-		t.Fatal(srv.startErr)
-	}
-	srv.waitHTTP(t)
-	l := &outageLoad{srv: srv, adminToken: readAdminToken(t, srv), http: noRedirectClient(15 * time.Second),
-		counts: map[countKey]int{}, issued: map[string]issuedToken{}, redeemed: map[string]int{}}
-	l.cc = l.createClient(t, map[string]any{
-		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic",
-	})
+	l := serveForOutage(t, base)
 	token, ok := l.grant(t.Context(), "client_credentials", l.cc, url.Values{"grant_type": {"client_credentials"}})
 	if !ok {
 		t.Fatalf("no token before the restart: %v", l.violations)

@@ -50,7 +50,7 @@ func TestRestartUnderLoad(t *testing.T) {
 		return p
 	}
 	first := start("latchkey serve (first)")
-	l := &outageLoad{srv: first, adminToken: readAdminToken(t, first), http: &http.Client{Timeout: 15 * time.Second}}
+	l := newOutageLoad(first, readAdminToken(t, first))
 	client := l.createClient(t, map[string]any{
 		"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic",
 	})
