@@ -71,8 +71,9 @@ func adminRequest(method, u string, body []byte) *http.Request {
 	return req
 }
 
-// offline is an HTTP client that reaches nothing: fuzzed metadata must
-// not make the provider fetch from the network (sector_identifier_uri).
+// offline is an HTTP client that reaches nothing: fuzzed input must not
+// make the provider fetch from the network (request_uri, jwks_uri,
+// sector_identifier_uri).
 var offline = &http.Client{Transport: refuseAll{}}
 
 type refuseAll struct{}
@@ -147,10 +148,7 @@ func FuzzClientAssertion(f *testing.F) {
 // included, to the admin API and to dynamic registration: a client is
 // created (201) or the metadata refused with a 4xx JSON error.
 func FuzzClientMetadata(f *testing.F) {
-	e, h := fuzzEnv(f, func(c *provider.Config) {
-		c.RegistrationPolicy = provider.RegistrationOpen
-		c.HTTPClient = offline
-	})
+	e, h := fuzzEnv(f, func(c *provider.Config) { c.RegistrationPolicy = provider.RegistrationOpen })
 	admin := e.p.AdminHandler()
 	_, jwks := rpKey(f)
 	jwksDoc, err := json.Marshal(jwks)

@@ -15,7 +15,8 @@ import (
 // fuzzEnv is one provider shared by every input of a fuzz target. opts
 // may change its config.
 func fuzzEnv(f *testing.F, opts ...func(*provider.Config)) (*env, http.Handler) {
-	e := newEnv(f, opts...)
+	// No fuzzed input may make the provider wait on the network.
+	e := newEnv(f, append([]func(*provider.Config){func(c *provider.Config) { c.HTTPClient = offline }}, opts...)...)
 	webClient(e, func(c *store.Client) { c.ID = "fuzz-client" })
 	e.createClient(&store.Client{ID: "fuzz-public", GrantTypes: []string{"authorization_code", "refresh_token"}, Scope: "openid offline_access"}, "")
 	return e, e.p.PublicHandler()
