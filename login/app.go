@@ -206,7 +206,7 @@ func (a *App) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	a.cfg.Log.ErrorContext(r.Context(), "login app request failed", "path", r.URL.Path, "error", err)
 	if unavailable(err) {
 		w.Header().Set("Retry-After", retryAfter)
-		a.pages.fail(w, r, http.StatusServiceUnavailable, "Signing in is unavailable for a moment. Please try again shortly.")
+		a.pages.fail(w, r, http.StatusServiceUnavailable, "This service is unavailable for a moment. Please try again shortly.")
 		return
 	}
 	a.pages.fail(w, r, http.StatusInternalServerError, "Something went wrong on our side. Please try again.")

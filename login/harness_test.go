@@ -330,10 +330,11 @@ func (e *env) metricSum(name string, labels map[string]string) float64 {
 type browser struct {
 	t      testing.TB
 	client *http.Client
-	// page is the last HTML page: its URL and body.
-	url  string
-	body string
-	code int
+	// page is the last HTML page: its URL, body, status and headers.
+	url    string
+	body   string
+	code   int
+	header http.Header
 }
 
 func newBrowser(t testing.TB) *browser {
@@ -374,7 +375,7 @@ func (b *browser) do(req *http.Request) string {
 			req, _ = http.NewRequest(http.MethodGet, next.String(), nil)
 			continue
 		}
-		b.url, b.body, b.code = req.URL.String(), string(data), resp.StatusCode
+		b.url, b.body, b.code, b.header = req.URL.String(), string(data), resp.StatusCode, resp.Header
 		return b.url
 	}
 	b.t.Fatal("too many redirects")

@@ -93,7 +93,7 @@ func (p *Provider) serverErrorPage(w http.ResponseWriter, err error, message str
 	if unavailable(err) {
 		w.Header().Set("Retry-After", retryAfter)
 		p.errorPage(w, http.StatusServiceUnavailable, "Temporarily unavailable", "temporarily_unavailable",
-			"Signing in is unavailable for a moment. Please try again shortly.")
+			"This service is unavailable for a moment. Please try again shortly.")
 		return
 	}
 	p.errorPage(w, http.StatusInternalServerError, "Something went wrong", "server_error", message)
