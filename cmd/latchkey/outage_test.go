@@ -367,15 +367,15 @@ func (l *outageLoad) decide(ctx context.Context, browser *http.Client, kind, loc
 		l.srv.admin+"/admin/"+kind+"/accept?challenge="+url.QueryEscape(u.Query().Get(param)), strings.NewReader(string(b)))
 	req.Header.Set("Authorization", "Bearer "+l.adminToken)
 	req.Header.Set("Content-Type", "application/json")
-	status, answer, err := l.do(req, "admin accept")
-	if err != nil || status != http.StatusOK {
+	a := l.do(l.http, req, "admin accept")
+	if !a.ok || a.status != http.StatusOK {
 		return "", false
 	}
 	var out struct {
 		RedirectTo string `json:"redirect_to"`
 	}
-	if json.Unmarshal(answer, &out) != nil || out.RedirectTo == "" {
-		l.violation("%s accept answered %s", kind, answer)
+	if json.Unmarshal(a.body, &out) != nil || out.RedirectTo == "" {
+		l.violation("%s accept answered %s", kind, a.body)
 		return "", false
 	}
 	return l.browse(ctx, browser, kind+" continue", out.RedirectTo)
@@ -388,27 +388,19 @@ func (l *outageLoad) browse(ctx context.Context, browser *http.Client, kind, tar
 		l.violation("%s: %v", kind, err)
 		return "", false
 	}
-	start := l.start()
-	resp, err := browser.Do(req)
-	status, header := 0, http.Header{}
-	var body []byte
-	if err == nil {
-		body, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		status, header = resp.StatusCode, resp.Header
-	}
-	if !l.check(start, kind, status, header, body, err) {
+	a := l.do(browser, req, kind)
+	if !a.ok {
 		return "", false
 	}
-	if status != http.StatusFound && status != http.StatusSeeOther {
-		l.violation("%s answered %d, want a redirect: %.200s", kind, status, body)
+	if a.status != http.StatusFound && a.status != http.StatusSeeOther {
+		l.violation("%s answered %d, want a redirect: %.200s", kind, a.status, a.body)
 		return "", false
 	}
-	loc := header.Get("Location")
+	loc := a.header.Get("Location")
 	if u, err := url.Parse(loc); err == nil && strings.HasPrefix(loc, outageCallback) && u.Query().Has("error") {
 		// The error went back to the client (RFC 6749 §4.1.2.1).
-		if e := u.Query().Get("error"); e != "temporarily_unavailable" || start.phase == phaseRecovered {
-			l.violation("%s (started %s) sent the client error %q: %s", kind, start.phase, e, u.Query().Get("error_description"))
+		if e := u.Query().Get("error"); e != "temporarily_unavailable" || a.start.phase == phaseRecovered {
+			l.violation("%s (started %s) sent the client error %q: %s", kind, a.start.phase, e, u.Query().Get("error_description"))
 		}
 		return "", false
 	}
@@ -511,18 +503,26 @@ func (l *outageLoad) post(ctx context.Context, path string, c oauthClient, form 
 	return resp.StatusCode, body, err
 }
 
-func (l *outageLoad) do(req *http.Request, kind string) (int, []byte, error) {
-	start := l.start()
-	resp, err := l.http.Do(req)
-	status, header := 0, http.Header{}
-	var body []byte
+// httpAnswer is an answer do checked; ok when a client can act on it.
+type httpAnswer struct {
+	start  started
+	status int
+	header http.Header
+	body   []byte
+	ok     bool
+}
+
+// do sends req with client, reads the answer and checks it (check).
+func (l *outageLoad) do(client *http.Client, req *http.Request, kind string) httpAnswer {
+	a := httpAnswer{start: l.start(), header: http.Header{}}
+	resp, err := client.Do(req)
 	if err == nil {
-		body, err = io.ReadAll(resp.Body)
+		a.body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
-		status, header = resp.StatusCode, resp.Header
+		a.status, a.header = resp.StatusCode, resp.Header
 	}
-	l.check(start, kind, status, header, body, err)
-	return status, body, err
+	a.ok = l.check(a.start, kind, a.status, a.header, a.body, err)
+	return a
 }
 
 type started struct {
