@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v3"
@@ -59,22 +60,33 @@ func (c *fositeConfig) GetTokenEndpointHandlers(ctx context.Context) fosite.Toke
 	return mine
 }
 
-// clientAuthentication is fosite's client authentication with one lapse
-// mended: a client assertion whose exp, iat or nbf fails the check comes
-// back as the JWT library's plain error, which would be answered as a
-// server error. It is a failed client authentication, invalid_client (RFC
-// 7523 §3, RFC 6749 §5.2). fosite reports every other failure, the store's
-// included, as its own error.
+// clientAuthentication is fosite's client authentication with two lapses
+// mended. A client assertion that is not valid is a failed client
+// authentication, invalid_client (RFC 7523 §3.2 says MUST, RFC 6749 §5.2),
+// but fosite answers an assertion whose exp, iat or nbf fails the check
+// with the JWT library's plain error (a server error), and one whose key
+// is not in the client's key set (an unknown kid) with invalid_request.
+// fosite reports every other failure, the store's included, as its own
+// error; a malformed request stays invalid_request.
 func clientAuthentication(authenticate fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
 	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		c, err := authenticate(ctx, r, form)
 		var rfcErr *fosite.RFC6749Error
-		if err != nil && !errors.As(err, &rfcErr) {
+		switch {
+		case err == nil:
+		case !errors.As(err, &rfcErr):
 			return nil, fosite.ErrInvalidClient.WithHintf("The client assertion is not valid: %s.", err).WithDebug(err.Error())
+		case rfcErr.ErrorField == fosite.ErrInvalidRequest.ErrorField && form.Get("client_assertion") != "" &&
+			form.Get("client_assertion_type") == clientAssertionJWTBearer:
+			// With an assertion of the right type, fosite's
+			// invalid_request is about the assertion's key.
+			return nil, fosite.ErrInvalidClient.WithHint(rfcErr.HintField).WithWrap(err).WithDebug(rfcErr.DebugField)
 		}
 		return c, err
 	}
 }
+
+const clientAssertionJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // clientKeysFetcher is fosite's JWKS fetcher with its failures answered
 // as the client's: a jwks_uri that cannot be fetched (unreachable, refused
@@ -83,14 +95,55 @@ func clientAuthentication(authenticate fosite.ClientAuthenticationStrategy) fosi
 // server_error. Why it failed stays in the debug text, which is not sent:
 // a registrant must not use the provider to map a network. Request objects
 // get fosite's invalid_request_object around it.
-type clientKeysFetcher struct{ fosite.JWKSFetcherStrategy }
+//
+// fosite fetches a key set again, past its cache, when it does not hold
+// the kid a JWT names. That refetch is allowed once per
+// jwksForcedRefreshEvery and location: else every assertion naming a
+// made-up kid would cost a fetch from the client's server.
+type clientKeysFetcher struct {
+	fosite.JWKSFetcherStrategy
+	now func() time.Time
 
-func (f clientKeysFetcher) Resolve(ctx context.Context, location string, ignoreCache bool) (*jose.JSONWebKeySet, error) {
+	mu     sync.Mutex
+	forced map[string]time.Time // location → its last refetch past the cache
+}
+
+// jwksForcedRefreshEvery is how often an unknown kid may make the provider
+// fetch a key set again; a client that rotated its keys waits at most this
+// long for its new key to be seen.
+const jwksForcedRefreshEvery = 10 * time.Second
+
+func newClientKeysFetcher(f fosite.JWKSFetcherStrategy, now func() time.Time) *clientKeysFetcher {
+	return &clientKeysFetcher{JWKSFetcherStrategy: f, now: now, forced: map[string]time.Time{}}
+}
+
+func (f *clientKeysFetcher) Resolve(ctx context.Context, location string, ignoreCache bool) (*jose.JSONWebKeySet, error) {
+	if ignoreCache && !f.mayRefetch(location) {
+		ignoreCache = false
+	}
 	set, err := f.JWKSFetcherStrategy.Resolve(ctx, location, ignoreCache)
 	if err != nil {
 		return nil, fosite.ErrInvalidClient.WithHint("The client's jwks_uri could not be fetched.").WithWrap(err).WithDebug(err.Error())
 	}
 	return set, nil
+}
+
+// mayRefetch reports whether location may be fetched past the cache now,
+// and if so records it.
+func (f *clientKeysFetcher) mayRefetch(location string) bool {
+	now := f.now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if last, ok := f.forced[location]; ok && now.Sub(last) < jwksForcedRefreshEvery {
+		return false
+	}
+	for loc, last := range f.forced {
+		if now.Sub(last) >= jwksForcedRefreshEvery {
+			delete(f.forced, loc) // one entry per client key set at most
+		}
+	}
+	f.forced[location] = now
+	return true
 }
 
 // deriveSecret derives a key for one purpose from the system secret, so the
@@ -181,7 +234,7 @@ func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.H
 			RefreshTokenScopes:              []string{"offline_access", "offline"},
 			ClientSecretsHasher:             hasher,
 			HTTPClient:                      httpClient,
-			JWKSFetcherStrategy:             clientKeysFetcher{fosite.NewDefaultJWKSFetcherStrategy(fosite.JWKSFetcherWithHTTPClient(httpClient))},
+			JWKSFetcherStrategy:             newClientKeysFetcher(fosite.NewDefaultJWKSFetcherStrategy(fosite.JWKSFetcherWithHTTPClient(httpClient)), time.Now),
 			GlobalSecret:                    secret,
 			RotatedGlobalSecrets:            rotated,
 			PushedAuthorizeRequestURIPrefix: "urn:ietf:params:oauth:request_uri:",

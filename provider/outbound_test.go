@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -450,4 +451,37 @@ func TestOutboundBackchannelLogout(t *testing.T) {
 			t.Errorf("deliveries = %v after %d connections, want one delivered", d, rp.conns.Load())
 		}
 	})
+}
+
+// TestJWKSRefetchLimited: assertions naming a kid the client's key set does
+// not have make the provider fetch the set again past its cache, but not
+// for every assertion: once, until jwksForcedRefreshEvery has passed.
+func TestJWKSRefetchLimited(t *testing.T) {
+	key, jwks := rpKey(t)
+	jwks.Keys[0].KeyID = "not-the-kid-the-client-signs-with"
+	var fetches atomic.Int32
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(jwks)
+	}))
+	t.Cleanup(keys.Close)
+	e := newEnv(t, loopbackRPs)
+	e.createClient(&store.Client{ID: "unknown-kid", GrantTypes: []string{"client_credentials"}, Scope: "api",
+		TokenEndpointAuthMethod: "private_key_jwt", TokenEndpointAuthSigningAlg: "ES256", JWKSURI: keys.URL + "/jwks.json"}, "")
+	for i := range 5 {
+		form := url.Values{"grant_type": {"client_credentials"}, "scope": {"api"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion":      {clientAssertion(t, key, "unknown-kid", e.issuer()+"/oauth2/token", "jti-"+strconv.Itoa(i))}}
+		req, err := http.NewRequest(http.MethodPost, e.issuer()+"/oauth2/token", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		wantOAuthError(t, do(t, req), http.StatusUnauthorized, "invalid_client")
+	}
+	// The first fetch, and one refetch for the unknown kid.
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("the key set was fetched %d times for 5 assertions naming an unknown kid, want 2", n)
+	}
 }
