@@ -95,7 +95,8 @@ func (p *Provider) publicRouter() *mux.Router {
 // the operator's clients, keys and subjects. Every route needs the admin
 // bearer token.
 func (p *Provider) AdminHandler() http.Handler {
-	return securityHeaders(p.requireAdminToken(validPath(p.adminRouter())))
+	r := p.adminRouter()
+	return securityHeaders(observe.NameRoutesBefore(r, nil)(p.requireAdminToken(validPath(r))))
 }
 
 // adminRouter routes the admin API. The whole admin surface is this table.

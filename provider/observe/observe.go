@@ -244,6 +244,27 @@ func NameRoutes(label func(template string) string) mux.MiddlewareFunc {
 	}
 }
 
+// NameRoutesBefore names the route router would match, for the handlers in
+// front of router that may answer without it (an authentication check):
+// their answers are counted under the route asked for, not as unmatched.
+// label is as for NameRoutes.
+func NameRoutesBefore(router *mux.Router, label func(template string) string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var m mux.RouteMatch
+			if router.Match(r, &m) && m.MatchErr == nil && m.Route != nil {
+				if t, err := m.Route.GetPathTemplate(); err == nil {
+					if label != nil {
+						t = label(t)
+					}
+					setRoute(r.Context(), t)
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 // requestInfo is what Handler keeps about a request in its context. The
 // route is set by the router inside, after Handler has passed the request
 // on, hence a pointer.

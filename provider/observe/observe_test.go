@@ -137,15 +137,12 @@ func TestRequestIDsAndAccessLog(t *testing.T) {
 	}
 }
 
-func TestHTTPMetricsByRoute(t *testing.T) {
-	s := newServer(t)
-	s.do(t, http.MethodPost, "/things/1")
-	s.do(t, http.MethodPost, "/things/2")
-	s.do(t, http.MethodGet, "/nowhere/abc")
-	s.do(t, "BREW", "/things/3")
-
+// gatherSeries reads reg's series as "name label=value …" → value (a
+// histogram's sample count).
+func gatherSeries(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
 	got := map[string]float64{}
-	mfs, err := s.reg.Gather()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +162,17 @@ func TestHTTPMetricsByRoute(t *testing.T) {
 			}
 		}
 	}
+	return got
+}
+
+func TestHTTPMetricsByRoute(t *testing.T) {
+	s := newServer(t)
+	s.do(t, http.MethodPost, "/things/1")
+	s.do(t, http.MethodPost, "/things/2")
+	s.do(t, http.MethodGet, "/nowhere/abc")
+	s.do(t, "BREW", "/things/3")
+
+	got := gatherSeries(t, s.reg)
 	for key, want := range map[string]float64{
 		// Route templates, never raw paths: two IDs, one series.
 		"latchkey_http_requests_total code=201 listener=public method=POST route=/base/things/{id}": 2,
@@ -292,6 +300,40 @@ func TestRequestTimeout(t *testing.T) {
 			t.Errorf("RequestTimeout %v: deadline %v (set: %v), want %v after the start", timeout, deadline, hasDeadline, timeout)
 		case timeout > 0 && !errors.Is(ended, context.DeadlineExceeded):
 			t.Errorf("RequestTimeout %v: the request's context ended with %v", timeout, ended)
+		}
+	}
+}
+
+// TestNameRoutesBefore: an answer given in front of the router (a refused
+// authentication) is counted under the route the request asked for; a
+// request for no route, or with a method the route does not take, stays
+// unmatched.
+func TestNameRoutesBefore(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := observe.NewHTTPMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	r.HandleFunc("/admin/things/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }).Methods(http.MethodGet)
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	h := observe.Handler(observe.NameRoutesBefore(r, nil)(refuse), observe.Options{Listener: "admin", Metrics: m})
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, "/admin/things/1", nil),
+		httptest.NewRequest(http.MethodGet, "/admin/things/2", nil),
+		httptest.NewRequest(http.MethodGet, "/admin/nothing", nil),
+		httptest.NewRequest(http.MethodPost, "/admin/things/3", nil),
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	got := gatherSeries(t, reg)
+	for key, want := range map[string]float64{
+		"latchkey_http_requests_total code=401 listener=admin method=GET route=/admin/things/{id}": 2,
+		"latchkey_http_requests_total code=401 listener=admin method=GET route=unmatched":          1,
+		"latchkey_http_requests_total code=401 listener=admin method=POST route=unmatched":         1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v (have %v)", key, got[key], want, got)
 		}
 	}
 }
