@@ -109,6 +109,9 @@ type adminError struct {
 	Status      int
 	Code        string `json:"error"`
 	Description string `json:"error_description"`
+	// RedirectTo is where the user goes when the provider ended the
+	// challenge while refusing the call (too many wrong device codes).
+	RedirectTo string `json:"redirect_to"`
 }
 
 func (e *adminError) Error() string {

@@ -2,6 +2,7 @@ package login
 
 import (
 	"cmp"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -46,6 +47,12 @@ func (a *App) deviceCode(w http.ResponseWriter, r *http.Request) {
 		a.showDevice(w, r, http.StatusBadRequest, id, code, "That code is not right, or it has expired. Check the code on your device.")
 		return
 	case http.StatusTooManyRequests:
+		var ae *adminError
+		if errors.As(err, &ae) && ae.RedirectTo != "" {
+			// The provider ended the challenge: it tells the user why.
+			redirect(w, r, ae.RedirectTo)
+			return
+		}
 		a.showDevice(w, r, http.StatusTooManyRequests, id, code, "Too many wrong codes. Wait a minute and try again.")
 		return
 	default:

@@ -128,6 +128,31 @@ func TestDeviceFlowThroughTheLoginApp(t *testing.T) {
 	}
 }
 
+// TestDeviceTooManyWrongCodes: the fifth wrong code ends the device
+// challenge, and the login app sends the user to the provider's page saying
+// so, not to "wait a minute" on a challenge that is gone.
+func TestDeviceTooManyWrongCodes(t *testing.T) {
+	e := newEnv(t)
+	dev := newDeviceClient(e)
+	da := dev.start(t)
+	b := newBrowser(t)
+	b.get(da.VerificationURIComplete)
+	for i := 1; i <= 5; i++ {
+		b.submit("device-form", map[string]string{"user_code": "BCDF-GHJK"})
+		if i < 5 && (b.code != http.StatusBadRequest || !b.has("That code is not right")) {
+			t.Fatalf("wrong code %d: %d\n%s", i, b.code, b.body)
+		}
+	}
+	if b.code != http.StatusForbidden || !b.has("Too many wrong codes were entered. Start again from your device") ||
+		!strings.HasPrefix(b.url, e.issuer()+"/oauth2/device/") {
+		t.Fatalf("the fifth wrong code: %d at %s\n%s", b.code, b.url, b.body)
+	}
+	// Wrong codes name no device: the device's own request is untouched.
+	if status, out := dev.poll(t, da.DeviceCode); status != http.StatusBadRequest || out["error"] != "authorization_pending" {
+		t.Errorf("the device's poll after the challenge ended: %d %v, want 400 authorization_pending", status, out)
+	}
+}
+
 // TestLogoutAsksWithoutHint signs out through RP-initiated logout with only
 // a client_id: the login app asks; staying keeps every session and returns
 // to the client; signing out ends the SSO session and the account session
