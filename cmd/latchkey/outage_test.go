@@ -461,45 +461,61 @@ func (l *outageLoad) grant(ctx context.Context, kind string, c oauthClient, form
 
 // token posts form to the token endpoint; a success is recorded as issued.
 func (l *outageLoad) token(ctx context.Context, kind string, c oauthClient, form url.Values) (int, tokenAnswer, bool) {
-	start := l.start()
-	status, body, err := l.post(ctx, "/oauth2/token", c, form)
 	var tok tokenAnswer
-	_ = json.Unmarshal(body, &tok)
-	if !l.checkKind(start, []string{kind, "token"}, status, body, err) || status != http.StatusOK {
-		return status, tok, false
+	req, err := l.formRequest(ctx, "/oauth2/token", c, form)
+	if err != nil {
+		l.violation("%s: %v", kind, err)
+		return 0, tok, false
+	}
+	a := l.do(l.http, req, kind, "token")
+	_ = json.Unmarshal(a.body, &tok)
+	if !a.ok || a.status != http.StatusOK {
+		return a.status, tok, false
 	}
 	if tok.AccessToken == "" {
-		l.violation("%s answered 200 without an access token: %s", kind, body)
-		return status, tok, false
+		l.violation("%s answered 200 without an access token: %s", kind, a.body)
+		return a.status, tok, false
 	}
 	l.mu.Lock()
 	l.issued[tok.AccessToken] = issuedToken{kind, c}
 	l.mu.Unlock()
-	return status, tok, true
+	return a.status, tok, true
 }
 
 func (l *outageLoad) introspect(ctx context.Context, token string) {
-	start := l.start()
-	status, body, err := l.post(ctx, "/oauth2/introspect", l.cc, url.Values{"token": {token}})
-	l.check(start, "introspect", status, nil, body, err)
+	req, err := l.formRequest(ctx, "/oauth2/introspect", l.cc, url.Values{"token": {token}})
+	if err != nil {
+		l.violation("introspect: %v", err)
+		return
+	}
+	l.do(l.http, req, "introspect")
 }
 
-func (l *outageLoad) post(ctx context.Context, path string, c oauthClient, form url.Values) (int, []byte, error) {
+// formRequest is a POST of form to the provider's path, with c's
+// credentials in HTTP Basic authentication.
+func (l *outageLoad) formRequest(ctx context.Context, path string, c oauthClient, form url.Values) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.srv.public+path, strings.NewReader(form.Encode()))
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
+	return req, nil
+}
+
+// post sends a formRequest and returns the answer, outside the load's
+// accounting: for the checks made once the load is over.
+func (l *outageLoad) post(ctx context.Context, path string, c oauthClient, form url.Values) (int, []byte, error) {
+	req, err := l.formRequest(ctx, path, c, form)
+	if err != nil {
+		return 0, nil, err
+	}
 	resp, err := l.http.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
-		l.violation("%s answered 503 without Retry-After", path)
-	}
 	return resp.StatusCode, body, err
 }
 
@@ -512,8 +528,9 @@ type httpAnswer struct {
 	ok     bool
 }
 
-// do sends req with client, reads the answer and checks it (check).
-func (l *outageLoad) do(client *http.Client, req *http.Request, kind string) httpAnswer {
+// do sends req with client, reads the answer and checks it under each of
+// kinds (check).
+func (l *outageLoad) do(client *http.Client, req *http.Request, kinds ...string) httpAnswer {
 	a := httpAnswer{start: l.start(), header: http.Header{}}
 	resp, err := client.Do(req)
 	if err == nil {
@@ -521,7 +538,7 @@ func (l *outageLoad) do(client *http.Client, req *http.Request, kind string) htt
 		resp.Body.Close()
 		a.status, a.header = resp.StatusCode, resp.Header
 	}
-	a.ok = l.check(a.start, kind, a.status, a.header, a.body, err)
+	a.ok = l.check(a, err, kinds)
 	return a
 }
 
@@ -532,43 +549,35 @@ type started struct {
 
 func (l *outageLoad) start() started { return started{phase(l.phase.Load()), time.Now()} }
 
-func (l *outageLoad) check(s started, kind string, status int, header http.Header, body []byte, err error) bool {
-	ok := l.checkKind(s, []string{kind}, status, body, err)
-	if ok && status == http.StatusServiceUnavailable && header != nil && header.Get("Retry-After") == "" {
-		l.violation("%s answered 503 without Retry-After", kind)
-	}
-	return ok && status < 500
-}
-
-// checkKind records an answer under each of kinds and reports whether it
-// is one a client can act on: anything but a 5xx other than 503
-// temporarily_unavailable, a transport error, or (once the database is
-// back) any 503.
-func (l *outageLoad) checkKind(s started, kinds []string, status int, body []byte, err error) bool {
+// check records an answer under each of kinds and reports whether it is
+// one a client can act on: not a transport error, no 5xx, and no violation:
+// a 5xx other than 503 temporarily_unavailable with Retry-After, or (once
+// the database is back) any 503, is one.
+func (l *outageLoad) check(a httpAnswer, err error, kinds []string) bool {
+	s := a.start
 	elapsed := time.Since(s.at)
 	l.mu.Lock()
 	for _, k := range kinds {
-		l.counts[countKey{s.phase, k, status}]++
+		l.counts[countKey{s.phase, k, a.status}]++
 	}
 	if s.phase == phaseDown {
 		l.slowestDown = max(l.slowestDown, elapsed)
 	}
 	l.mu.Unlock()
+	unavailable := a.status == http.StatusServiceUnavailable
 	switch {
 	case err != nil:
 		l.violation("%s (started %s): no answer after %v: %v", kinds[0], s.phase, elapsed.Round(time.Millisecond), err)
-		return false
-	case status == http.StatusServiceUnavailable && s.phase == phaseRecovered:
-		l.violation("%s answered 503 after the database was back: %.200s", kinds[0], body)
-		return false
-	case status == http.StatusServiceUnavailable && !strings.Contains(string(body), "temporarily_unavailable"):
-		l.violation("%s answered 503 without temporarily_unavailable: %.200s", kinds[0], body)
-		return false
-	case status >= 500 && status != http.StatusServiceUnavailable:
-		l.violation("%s (started %s) answered %d: %.300s", kinds[0], s.phase, status, body)
-		return false
+	case unavailable && s.phase == phaseRecovered:
+		l.violation("%s answered 503 after the database was back: %.200s", kinds[0], a.body)
+	case unavailable && !strings.Contains(string(a.body), "temporarily_unavailable"):
+		l.violation("%s answered 503 without temporarily_unavailable: %.200s", kinds[0], a.body)
+	case unavailable && a.header.Get("Retry-After") == "":
+		l.violation("%s answered 503 without Retry-After", kinds[0])
+	case a.status >= 500 && !unavailable:
+		l.violation("%s (started %s) answered %d: %.300s", kinds[0], s.phase, a.status, a.body)
 	}
-	return true
+	return err == nil && a.status < 500
 }
 
 func (l *outageLoad) violation(format string, args ...any) {
