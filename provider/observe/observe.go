@@ -232,12 +232,7 @@ func NameRoutes(label func(template string) string) mux.MiddlewareFunc {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if route := mux.CurrentRoute(r); route != nil {
-				if t, err := route.GetPathTemplate(); err == nil {
-					if label != nil {
-						t = label(t)
-					}
-					setRoute(r.Context(), t)
-				}
+				nameRoute(r.Context(), route, label)
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -253,16 +248,24 @@ func NameRoutesBefore(router *mux.Router, label func(template string) string) fu
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var m mux.RouteMatch
 			if router.Match(r, &m) && m.MatchErr == nil && m.Route != nil {
-				if t, err := m.Route.GetPathTemplate(); err == nil {
-					if label != nil {
-						t = label(t)
-					}
-					setRoute(r.Context(), t)
-				}
+				nameRoute(r.Context(), m.Route, label)
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// nameRoute names the request ctx belongs to after route's path template,
+// through label when it is not nil.
+func nameRoute(ctx context.Context, route *mux.Route, label func(template string) string) {
+	t, err := route.GetPathTemplate()
+	if err != nil {
+		return
+	}
+	if label != nil {
+		t = label(t)
+	}
+	setRoute(ctx, t)
 }
 
 // requestInfo is what Handler keeps about a request in its context. The
