@@ -367,29 +367,26 @@ func tokenEndpointSeeds(token string) []string {
 // endpoint, with and without client authentication: the answer is 200 or
 // a 4xx JSON error.
 func FuzzIntrospect(f *testing.F) {
-	e, h := fuzzEnv(f)
-	for _, seed := range tokenEndpointSeeds(machineToken(f, e, h)) {
-		f.Add(seed, true)
-		f.Add(seed, false)
-	}
-	fuzzClientForm(f, h, e.issuer()+"/oauth2/introspect")
+	fuzzClientForm(f, "/oauth2/introspect")
 }
 
 // FuzzRevoke sends arbitrary form bodies to the revocation endpoint, with
 // and without client authentication: the answer is 200 or a 4xx JSON
 // error.
 func FuzzRevoke(f *testing.F) {
-	e, h := fuzzEnv(f)
-	for _, seed := range tokenEndpointSeeds(machineToken(f, e, h)) {
-		f.Add(seed, false)
-		f.Add(seed, true)
-	}
-	fuzzClientForm(f, h, e.issuer()+"/oauth2/revoke")
+	fuzzClientForm(f, "/oauth2/revoke")
 }
 
-// fuzzClientForm posts each input to endpoint, authenticated as
-// fuzz-machine with HTTP Basic when basic is set.
-func fuzzClientForm(f *testing.F, h http.Handler, endpoint string) {
+// fuzzClientForm seeds with tokenEndpointSeeds and posts each input to the
+// provider's path, authenticated as fuzz-machine with HTTP Basic when
+// basic is set.
+func fuzzClientForm(f *testing.F, path string) {
+	e, h := fuzzEnv(f)
+	for _, seed := range tokenEndpointSeeds(machineToken(f, e, h)) {
+		f.Add(seed, true)
+		f.Add(seed, false)
+	}
+	endpoint := e.issuer() + path
 	answer := jsonAnswer{success: []int{http.StatusOK}}
 	f.Fuzz(func(t *testing.T, body string, basic bool) {
 		req := formRequest(endpoint, body)
