@@ -51,10 +51,17 @@ func withOtherPassword(raw string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	userinfo, host, ok := strings.Cut(rest, "@")
-	if !ok {
+	// As url.Parse reads it: the authority ends at the first "/", "?" or
+	// "#", and its userinfo at its last "@".
+	authority, path := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
 		return "", false
 	}
+	userinfo, hostAndPath := authority[:at], authority[at+1:]+path
 	user, pw, ok := strings.Cut(userinfo, ":")
 	if !ok {
 		return "", false
@@ -69,5 +76,5 @@ func withOtherPassword(raw string) (string, bool) {
 			}
 		}
 	}
-	return scheme + "://" + user + ":" + string(other) + "@" + host, changed
+	return scheme + "://" + user + ":" + string(other) + "@" + hostAndPath, changed
 }
