@@ -78,14 +78,13 @@ func (s *Store) createToken(ctx context.Context, kind tokenKind, signature, acce
 	}
 	args := []any{kind, signature, req.GetID(), clientID, subjectOf(req), true, accessSignature,
 		utc(req.GetRequestedAt()), expiresAt, string(data)}
-	// Outside a transaction the row joins whatever other requests are
-	// writing at the same moment; inside one it is the transaction's.
-	if txFrom(ctx) == nil {
-		err = s.tokens.insert(ctx, args...)
-	} else {
-		_, err = s.exec(ctx, s.tokens.query(1), args...)
+	// Inside a transaction the row goes with the transaction's next
+	// statement; outside one it joins whatever other requests are writing
+	// at the same moment.
+	if deferTokenRow(ctx, args) {
+		return nil
 	}
-	if err != nil {
+	if err := s.tokens.insert(ctx, args...); err != nil {
 		return fmt.Errorf("store %s: %w", kind, err)
 	}
 	return nil

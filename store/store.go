@@ -287,6 +287,9 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 		return nil, err
 	}
 	defer unlock()
+	if err := s.sendTokenRows(ctx); err != nil {
+		return nil, err
+	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -341,6 +344,9 @@ func (s *Store) lockWrite(ctx context.Context) (func(), error) {
 }
 
 func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+	if err := s.sendTokenRows(ctx); err != nil {
+		return err
+	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return err
@@ -354,6 +360,9 @@ func (s *Store) get(ctx context.Context, dest any, query string, args ...any) er
 }
 
 func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
+	if err := s.sendTokenRows(ctx); err != nil {
+		return err
+	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return err

@@ -20,6 +20,25 @@ type txKey struct{}
 type txState struct {
 	tx    *sqlx.Tx
 	owner bool
+	// ended is set by the owner's Commit or Rollback: fosite rolls back
+	// after a failed commit, and SQLite's write lock must be released
+	// once.
+	ended bool
+	// rows is shared by the transaction's owner and every context that
+	// joined it.
+	rows *txRows
+}
+
+// txRows holds the token rows a transaction has stored but not yet sent.
+// They go to the database as one multi-row INSERT just before the
+// transaction's next statement, or its commit: a code exchange or a
+// refresh stores two or three tokens, and each INSERT would otherwise be a
+// round trip of its own. Sending them before any other statement keeps
+// the transaction reading its own writes, and failures still come before
+// the commit.
+type txRows struct {
+	args []any
+	n    int
 }
 
 func txFrom(ctx context.Context) *sqlx.Tx {
@@ -29,11 +48,38 @@ func txFrom(ctx context.Context) *sqlx.Tx {
 	return nil
 }
 
+// deferTokenRow adds a row of tokenColumns to ctx's transaction. It
+// reports false outside a transaction.
+func deferTokenRow(ctx context.Context, args []any) bool {
+	st, ok := ctx.Value(txKey{}).(*txState)
+	if !ok {
+		return false
+	}
+	st.rows.args = append(st.rows.args, args...)
+	st.rows.n++
+	return true
+}
+
+// sendTokenRows writes the rows ctx's transaction has deferred. Every
+// statement in a transaction calls it first.
+func (s *Store) sendTokenRows(ctx context.Context) error {
+	st, ok := ctx.Value(txKey{}).(*txState)
+	if !ok || st.rows.n == 0 {
+		return nil
+	}
+	args, n := st.rows.args, st.rows.n
+	st.rows.args, st.rows.n = nil, 0
+	if _, err := s.exec(ctx, s.tokens.query(n), args...); err != nil {
+		return fmt.Errorf("store %d token rows: %w", n, err)
+	}
+	return nil
+}
+
 // BeginTX starts a transaction and returns a context carrying it. Inside an
 // existing transaction it returns a context that joins it.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if st, ok := ctx.Value(txKey{}).(*txState); ok {
-		return context.WithValue(ctx, txKey{}, &txState{tx: st.tx}), nil
+		return context.WithValue(ctx, txKey{}, &txState{tx: st.tx, rows: st.rows}), nil
 	}
 	if s.writeLock != nil {
 		select {
@@ -47,7 +93,7 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 		s.unlockWrites()
 		return ctx, fmt.Errorf("begin transaction: %w", s.mapErr(err))
 	}
-	return context.WithValue(ctx, txKey{}, &txState{tx: tx, owner: true}), nil
+	return context.WithValue(ctx, txKey{}, &txState{tx: tx, owner: true, rows: &txRows{}}), nil
 }
 
 // Commit commits the transaction ctx began; for a joined one it does nothing.
@@ -59,7 +105,15 @@ func (s *Store) Commit(ctx context.Context) error {
 	if !st.owner {
 		return nil
 	}
+	if st.ended {
+		return errors.New("commit: the transaction has ended")
+	}
+	st.ended = true
 	defer s.unlockWrites()
+	if err := s.sendTokenRows(ctx); err != nil {
+		_ = st.tx.Rollback()
+		return fmt.Errorf("commit: %w", err)
+	}
 	if err := st.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", s.mapErr(err))
 	}
@@ -73,10 +127,12 @@ func (s *Store) Rollback(ctx context.Context) error {
 	if !ok {
 		return errors.New("rollback: no transaction in context")
 	}
-	if !st.owner {
+	if !st.owner || st.ended {
 		return nil
 	}
+	st.ended = true
 	defer s.unlockWrites()
+	st.rows.args, st.rows.n = nil, 0
 	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
