@@ -114,7 +114,12 @@ func BenchmarkRefresh(b *testing.B) {
 	}
 	b.SetParallelism(parallelism)
 	b.ReportAllocs()
+	statements := e.store.Statements()
 	b.ResetTimer()
+	defer func() {
+		// Round trips besides BEGIN and COMMIT, which the store does not count.
+		b.ReportMetric(float64(e.store.Statements()-statements)/float64(b.N), "statements/op")
+	}()
 	b.RunParallel(func(pb *testing.PB) {
 		refresh := <-families
 		for pb.Next() {

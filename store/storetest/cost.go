@@ -19,6 +19,7 @@ import (
 
 var _ = register(
 	test{"ClientCredentialsCostsOneStatement", testClientCredentialsCost},
+	test{"RefreshRoundTrips", testRefreshRoundTrips},
 	test{"TransactionTokenRowsInOneStatement", testTransactionTokenRows},
 	test{"TransactionTokenRowFailsBeforeCommit", testTransactionTokenRowFails},
 )
@@ -85,6 +86,32 @@ func testClientCredentialsCost(t *testing.T, open Opener) {
 	}
 	if got := s.Statements() - before; got != n {
 		t.Fatalf("%d client_credentials tokens cost %d statements, want %d (one INSERT each)", n, got, n)
+	}
+}
+
+// testRefreshRoundTrips counts a refresh's statements besides BEGIN and
+// COMMIT: the refresh token's SELECT, its rotation (on PostgreSQL together
+// with its access token's DELETE; SQLite has no writing WITH clauses), and
+// one INSERT of the new access and refresh tokens.
+func testRefreshRoundTrips(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{})
+	p := newProvider(t, s)
+	first := p.grant(t)
+	want := int64(3)
+	if s.Dialect() == "sqlite" {
+		want = 4
+	}
+	before := s.Statements()
+	next, rfcErr := p.refresh(ctx, refreshTokenOf(first))
+	if rfcErr != nil {
+		t.Fatalf("refresh: %s", rfcErr.GetDescription())
+	}
+	if got := s.Statements() - before; got != want {
+		t.Fatalf("a refresh cost %d statements, want %d", got, want)
+	}
+	if p.active(t, first.GetAccessToken()) || !p.active(t, next.GetAccessToken()) {
+		t.Fatal("after the refresh the old access token is active or the new one is not")
 	}
 }
 
