@@ -70,6 +70,10 @@ func TestWriteLockDeadlineUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Rollback(txCtx) }()
+	// It takes the lock with its first statement.
+	if _, err := s.RecordFailure(txCtx, "ip:192.0.2.2", time.Minute, 5, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	_, err = s.RecordFailure(short, "ip:192.0.2.1", time.Minute, 5, time.Minute)

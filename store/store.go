@@ -216,7 +216,11 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 	s.stmtMu.RLock()
 	st, ok := s.stmts[query]
 	s.stmtMu.RUnlock()
-	if tx := txFrom(ctx); tx != nil {
+	tx, err := s.begun(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if tx != nil {
 		if ok {
 			return tx.StmtxContext(ctx, st), nil
 		}
@@ -233,7 +237,7 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 	// Prepared without holding stmtMu: preparing waits for a pool
 	// connection, and the transactions holding the connections need stmtMu
 	// to go on. Concurrent first uses may each prepare; one is kept.
-	st, err := s.db.PreparexContext(ctx, s.db.Rebind(query))
+	st, err = s.db.PreparexContext(ctx, s.db.Rebind(query))
 	if err != nil {
 		return nil, fmt.Errorf("prepare %q: %w", query, s.mapErr(err))
 	}

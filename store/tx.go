@@ -18,82 +18,109 @@ type txKey struct{}
 // that began the transaction may commit or roll it back; nested BeginTX calls
 // (fosite opens its own inside the provider's) are no-ops.
 type txState struct {
-	tx    *sqlx.Tx
+	*txn
 	owner bool
+}
+
+// txn is a transaction, shared by the context that began it and every
+// context that joined it.
+//
+// It starts in the database only with its first statement: the provider
+// opens one around a whole authorization response, which signs ID tokens
+// before it writes anything, and on SQLite a started transaction holds the
+// write lock. The token rows it stores wait too (see deferTokenRow), so a
+// transaction that only stores tokens runs one INSERT and its commit.
+type txn struct {
+	// ctx is BeginTX's: the transaction lives as long as it, as it would
+	// had it started there.
+	ctx context.Context
+	tx  *sqlx.Tx
 	// ended is set by the owner's Commit or Rollback: fosite rolls back
 	// after a failed commit, and SQLite's write lock must be released
 	// once.
 	ended bool
-	// rows is shared by the transaction's owner and every context that
-	// joined it.
-	rows *txRows
-}
-
-// txRows holds the token rows a transaction has stored but not yet sent.
-// They go to the database as one multi-row INSERT just before the
-// transaction's next statement, or its commit: a code exchange or a
-// refresh stores two or three tokens, and each INSERT would otherwise be a
-// round trip of its own. Sending them before any other statement keeps
-// the transaction reading its own writes, and failures still come before
-// the commit.
-type txRows struct {
+	// args holds rows of tokenColumns stored but not yet sent, n of them.
+	// They go to the database as one multi-row INSERT just before the
+	// transaction's next statement, or its commit: a code exchange or a
+	// refresh stores two or three tokens, and each INSERT would otherwise
+	// be a round trip of its own. Sending them before any other statement
+	// keeps the transaction reading its own writes, and failures still
+	// come before the commit.
 	args []any
 	n    int
 }
 
-func txFrom(ctx context.Context) *sqlx.Tx {
+func txFrom(ctx context.Context) *txn {
 	if st, ok := ctx.Value(txKey{}).(*txState); ok {
-		return st.tx
+		return st.txn
 	}
 	return nil
+}
+
+// begun returns ctx's transaction, starting it in the database if this is
+// its first statement; outside a transaction it returns nil.
+func (s *Store) begun(ctx context.Context) (*sqlx.Tx, error) {
+	t := txFrom(ctx)
+	if t == nil {
+		return nil, nil
+	}
+	if t.tx != nil {
+		return t.tx, nil
+	}
+	if t.ended {
+		return nil, errors.New("the transaction has ended")
+	}
+	if s.writeLock != nil {
+		select {
+		case s.writeLock <- struct{}{}:
+		case <-t.ctx.Done():
+			return nil, fmt.Errorf("begin transaction: %w", s.mapErr(t.ctx.Err()))
+		}
+	}
+	tx, err := s.db.BeginTxx(t.ctx, nil)
+	if err != nil {
+		s.unlockWrites()
+		return nil, fmt.Errorf("begin transaction: %w", s.mapErr(err))
+	}
+	t.tx = tx
+	return tx, nil
 }
 
 // deferTokenRow adds a row of tokenColumns to ctx's transaction. It
 // reports false outside a transaction.
 func deferTokenRow(ctx context.Context, args []any) bool {
-	st, ok := ctx.Value(txKey{}).(*txState)
-	if !ok {
+	t := txFrom(ctx)
+	if t == nil {
 		return false
 	}
-	st.rows.args = append(st.rows.args, args...)
-	st.rows.n++
+	t.args = append(t.args, args...)
+	t.n++
 	return true
 }
 
 // sendTokenRows writes the rows ctx's transaction has deferred. Every
 // statement in a transaction calls it first.
 func (s *Store) sendTokenRows(ctx context.Context) error {
-	st, ok := ctx.Value(txKey{}).(*txState)
-	if !ok || st.rows.n == 0 {
+	t := txFrom(ctx)
+	if t == nil || t.n == 0 {
 		return nil
 	}
-	args, n := st.rows.args, st.rows.n
-	st.rows.args, st.rows.n = nil, 0
+	args, n := t.args, t.n
+	t.args, t.n = nil, 0
 	if _, err := s.exec(ctx, s.tokens.query(n), args...); err != nil {
 		return fmt.Errorf("store %d token rows: %w", n, err)
 	}
 	return nil
 }
 
-// BeginTX starts a transaction and returns a context carrying it. Inside an
-// existing transaction it returns a context that joins it.
+// BeginTX returns a context carrying a new transaction; see txn for when
+// it starts in the database. Inside an existing transaction it returns a
+// context that joins it.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
-	if st, ok := ctx.Value(txKey{}).(*txState); ok {
-		return context.WithValue(ctx, txKey{}, &txState{tx: st.tx, rows: st.rows}), nil
+	if t := txFrom(ctx); t != nil {
+		return context.WithValue(ctx, txKey{}, &txState{txn: t}), nil
 	}
-	if s.writeLock != nil {
-		select {
-		case s.writeLock <- struct{}{}:
-		case <-ctx.Done():
-			return ctx, fmt.Errorf("begin transaction: %w", s.mapErr(ctx.Err()))
-		}
-	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		s.unlockWrites()
-		return ctx, fmt.Errorf("begin transaction: %w", s.mapErr(err))
-	}
-	return context.WithValue(ctx, txKey{}, &txState{tx: tx, owner: true, rows: &txRows{}}), nil
+	return context.WithValue(ctx, txKey{}, &txState{txn: &txn{ctx: ctx}, owner: true}), nil
 }
 
 // Commit commits the transaction ctx began; for a joined one it does nothing.
@@ -108,12 +135,16 @@ func (s *Store) Commit(ctx context.Context) error {
 	if st.ended {
 		return errors.New("commit: the transaction has ended")
 	}
-	st.ended = true
-	defer s.unlockWrites()
 	if err := s.sendTokenRows(ctx); err != nil {
-		_ = st.tx.Rollback()
+		st.end()
+		s.rollback(st.txn)
 		return fmt.Errorf("commit: %w", err)
 	}
+	st.end()
+	if st.tx == nil {
+		return nil // it never ran a statement
+	}
+	defer s.unlockWrites()
 	if err := st.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", s.mapErr(err))
 	}
@@ -130,10 +161,23 @@ func (s *Store) Rollback(ctx context.Context) error {
 	if !st.owner || st.ended {
 		return nil
 	}
-	st.ended = true
+	st.end()
+	return s.rollback(st.txn)
+}
+
+// end marks t ended and drops the rows it had not sent.
+func (t *txn) end() {
+	t.ended = true
+	t.args, t.n = nil, 0
+}
+
+// rollback rolls back t in the database, if it started there.
+func (s *Store) rollback(t *txn) error {
+	if t.tx == nil {
+		return nil
+	}
 	defer s.unlockWrites()
-	st.rows.args, st.rows.n = nil, 0
-	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil

@@ -22,6 +22,7 @@ var _ = register(
 	test{"RefreshRoundTrips", testRefreshRoundTrips},
 	test{"TransactionTokenRowsInOneStatement", testTransactionTokenRows},
 	test{"TransactionTokenRowFailsBeforeCommit", testTransactionTokenRowFails},
+	test{"TransactionStartsWithItsFirstStatement", testTransactionStartsLate},
 )
 
 // ClientCredentialsProvider composes fosite's client credentials grant on s
@@ -233,5 +234,37 @@ func testTransactionTokenRowFails(t *testing.T, open Opener) {
 		return s.CreateRefreshTokenSession(ctx, refresh, "", req)
 	}); err != nil {
 		t.Fatalf("the next transaction: %v", err)
+	}
+}
+
+// testTransactionStartsLate: until a transaction sends its first statement
+// it holds nothing, so others write meanwhile. The provider opens one
+// around an authorization response, which signs its ID tokens before the
+// response's rows are written; on SQLite a started transaction holds the
+// write lock.
+func testTransactionStartsLate(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, store.Options{})
+	c := newClient(t, s)
+	txCtx, err := s.BeginTX(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := randomID("code")
+	if err := s.CreateAuthorizeCodeSession(txCtx, code, request(c, randomID("req"), nil)); err != nil {
+		t.Fatal(err)
+	}
+	// A write waiting for the lock ends with ErrUnavailable at its
+	// deadline; no wait at all is needed.
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.RecordFailure(short, "ip:192.0.2.1", time.Minute, 5, time.Minute); err != nil {
+		t.Fatalf("a write beside a transaction that has sent nothing: %v", err)
+	}
+	if err := s.Commit(txCtx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(ctx, code, nil); err != nil {
+		t.Fatalf("the code stored by the transaction: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ func testStatementFirstUseWhilePoolBusy(t *testing.T, open Opener) {
 	txCtx, err := s.BeginTX(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A transaction takes its connection with its first statement.
+	if _, err := s.GetClient(txCtx, "no-such-client"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("first statement in the transaction: got %v, want ErrNotFound", err)
 	}
 	// The deadline only ends the deadlock this test is about, so that it
 	// fails instead of hanging; without the deadlock it is never reached.
