@@ -192,8 +192,8 @@ func render(f facts, lines []line) (string, error) {
 	if f.Runs > 1 {
 		runs = fmt.Sprintf("%d runs", f.Runs)
 	}
-	fmt.Fprintf(&b, "Measured by `cmd/latchkey-bench/perf-table`: it starts `latchkey serve` (default settings: JSON log "+
-		"of every request to a file; metrics listener off) on a fresh database of each backend "+
+	fmt.Fprintf(&b, "Measured by `cmd/latchkey-bench/perf-table`: it builds `latchkey` as the image does (`CGO_ENABLED=0 -trimpath -ldflags '-s -w'`), starts `latchkey serve` "+
+		"(default settings: JSON log of every request to a file; metrics listener off) on a fresh database of each backend "+
 		"and runs every `latchkey-bench` scenario closed-loop, %s of %s after %s of warm-up each; the tables show the "+
 		"median run by throughput. Rerun from the repository root with `%s`.\n\n", runs, f.Duration, f.Warmup, f.Command)
 	m := f.Machine
