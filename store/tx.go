@@ -137,7 +137,7 @@ func (s *Store) Commit(ctx context.Context) error {
 	}
 	if err := s.sendTokenRows(ctx); err != nil {
 		st.end()
-		s.rollback(st.txn)
+		_ = s.rollback(st.txn)
 		return fmt.Errorf("commit: %w", err)
 	}
 	st.end()
