@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/handler/rfc8628"
 
@@ -189,16 +190,25 @@ func (d *deviceStrategy) ShouldRateLimit(ctx context.Context, code string) (bool
 // composeFosite builds the OAuth 2.0 provider from fosite's handlers in the
 // order notes §8.1 gives: PKCE after every handler that issues a code, and
 // the OpenID Connect handlers after their OAuth 2.0 counterparts.
-func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.Hasher, subject func(fosite.Requester) string) (*fosite.Fosite, *fositeConfig, *deviceStrategy, error) {
+// fositeParts are what composeFosite builds that the provider uses itself.
+type fositeParts struct {
+	oauth  *fosite.Fosite
+	fcfg   *fositeConfig
+	device *deviceStrategy
+	// codes gives the signatures authorization codes are stored under.
+	codes oauth2.AuthorizeCodeStrategy
+}
+
+func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.Hasher, subject func(fosite.Requester) string) (fositeParts, error) {
 	secret, err := deriveSecret(cfg.SystemSecret, tokenHMACPurpose)
 	if err != nil {
-		return nil, nil, nil, err
+		return fositeParts{}, err
 	}
 	var rotated [][]byte
 	for _, old := range cfg.OldSystemSecrets {
 		k, err := deriveSecret(old, tokenHMACPurpose)
 		if err != nil {
-			return nil, nil, nil, err
+			return fositeParts{}, err
 		}
 		rotated = append(rotated, k)
 	}
@@ -249,9 +259,10 @@ func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.H
 		polls:                 st,
 		interval:              cfg.DevicePollInterval,
 	}
+	core := compose.NewOAuth2HMACStrategy(fc)
 	strategy := &compose.CommonStrategy{
 		CoreStrategy: &accessTokens{
-			CoreStrategy:    compose.NewOAuth2HMACStrategy(fc),
+			CoreStrategy:    core,
 			ring:            ring,
 			issuer:          cfg.Issuer,
 			defaultFormat:   cfg.AccessTokenFormat,
@@ -305,7 +316,7 @@ func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.H
 			c.DeviceEndpointHandlers.Append(dh)
 		}
 	}
-	return f, fc, device, nil
+	return fositeParts{oauth: f, fcfg: fc, device: device, codes: core}, nil
 }
 
 // userCodeSymbols are the letters of device user codes: consonants only,

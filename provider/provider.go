@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ory/fosite"
-
 	"github.com/latchkey-oidc/latchkey/provider/clientsecret"
 	"github.com/latchkey-oidc/latchkey/provider/keys"
 	"github.com/latchkey-oidc/latchkey/store"
@@ -18,11 +16,9 @@ import (
 // another replica needs: everything lives in the store, and what it keeps
 // in memory (clients, keys) is a cache the store invalidates.
 type Provider struct {
-	cfg     Config
-	store   *store.Store
-	oauth   *fosite.Fosite
-	fcfg    *fositeConfig
-	device  *deviceStrategy
+	cfg   Config
+	store *store.Store
+	fositeParts
 	keys    *keys.Ring
 	secrets *clientsecret.Hasher
 	urls    endpoints
@@ -89,7 +85,7 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Provider, error) {
 		pairwiseKey:     pairwiseKey,
 		tokenRates:      newTokenRateLimits(cfg.TokenRateLimit, time.Now),
 	}
-	p.oauth, p.fcfg, p.device, err = composeFosite(cfg, st, ring, hasher, p.tokenSubject)
+	p.fositeParts, err = composeFosite(cfg, st, ring, hasher, p.tokenSubject)
 	if err != nil {
 		return nil, fmt.Errorf("compose fosite: %w", err)
 	}

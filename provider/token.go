@@ -9,7 +9,6 @@ import (
 	"strconv"
 
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/compose"
 
 	"github.com/latchkey-oidc/latchkey/store"
 )
@@ -142,7 +141,7 @@ func (p *Provider) mendTokenError(ctx context.Context, form url.Values, ar fosit
 		if !errors.Is(err, fosite.ErrInvalidGrant) {
 			return err
 		}
-		sig := compose.NewOAuth2HMACStrategy(p.fcfg).AuthorizeCodeSignature(ctx, form.Get("code"))
+		sig := p.codes.AuthorizeCodeSignature(ctx, form.Get("code"))
 		ierr := p.store.InvalidateAuthorizeCodeSession(ctx, sig)
 		if ierr != nil && !errors.Is(ierr, store.ErrNotFound) && !errors.Is(ierr, fosite.ErrInvalidatedAuthorizeCode) {
 			p.log.ErrorContext(ctx, "token endpoint: spend the code of a failed redemption", "err", ierr)
