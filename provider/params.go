@@ -22,23 +22,30 @@ var repeatable = map[string]bool{"audience": true, "resource": true}
 // checkParams refuses a parameter of form that is repeated or not valid
 // UTF-8, as invalid_request naming it.
 func checkParams(form url.Values) error {
-	names := make([]string, 0, len(form))
-	for name := range form {
-		names = append(names, name)
+	var bad []string
+	for name, values := range form {
+		if paramError(name, values) != nil {
+			bad = append(bad, name)
+		}
 	}
-	slices.Sort(names) // the same request gets the same answer
-	for _, name := range names {
-		if !utf8.ValidString(name) {
-			return fosite.ErrInvalidRequest.WithHint("A parameter name is not valid UTF-8.")
-		}
-		values := form[name]
-		if len(values) > 1 && !repeatable[name] {
-			return fosite.ErrInvalidRequest.WithHintf("The %s parameter must not be included more than once.", name)
-		}
-		for _, v := range values {
-			if !utf8.ValidString(v) {
-				return fosite.ErrInvalidRequest.WithHintf("The %s parameter is not valid UTF-8.", name)
-			}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad) // the same request gets the same answer
+	return paramError(bad[0], form[bad[0]])
+}
+
+// paramError says what is wrong with one parameter, if anything.
+func paramError(name string, values []string) error {
+	if !utf8.ValidString(name) {
+		return fosite.ErrInvalidRequest.WithHint("A parameter name is not valid UTF-8.")
+	}
+	if len(values) > 1 && !repeatable[name] {
+		return fosite.ErrInvalidRequest.WithHintf("The %s parameter must not be included more than once.", name)
+	}
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			return fosite.ErrInvalidRequest.WithHintf("The %s parameter is not valid UTF-8.", name)
 		}
 	}
 	return nil
