@@ -187,9 +187,6 @@ func (d *deviceStrategy) ShouldRateLimit(ctx context.Context, code string) (bool
 	return poll.TooFast, nil
 }
 
-// composeFosite builds the OAuth 2.0 provider from fosite's handlers in the
-// order notes §8.1 gives: PKCE after every handler that issues a code, and
-// the OpenID Connect handlers after their OAuth 2.0 counterparts.
 // fositeParts are what composeFosite builds that the provider uses itself.
 type fositeParts struct {
 	oauth  *fosite.Fosite
@@ -199,6 +196,9 @@ type fositeParts struct {
 	codes oauth2.AuthorizeCodeStrategy
 }
 
+// composeFosite builds the OAuth 2.0 provider from fosite's handlers in the
+// order notes §8.1 gives: PKCE after every handler that issues a code, and
+// the OpenID Connect handlers after their OAuth 2.0 counterparts.
 func composeFosite(cfg Config, st *store.Store, ring *keys.Ring, hasher fosite.Hasher, subject func(fosite.Requester) string) (fositeParts, error) {
 	secret, err := deriveSecret(cfg.SystemSecret, tokenHMACPurpose)
 	if err != nil {
