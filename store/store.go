@@ -206,7 +206,9 @@ func (s *Store) now() time.Time { return utc(s.opts.Now()) }
 func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // stmt returns a prepared statement for query (written with ? placeholders),
-// bound to the transaction in ctx when there is one.
+// bound to the transaction in ctx when there is one. It starts that
+// transaction in the database if this is its first statement, and sends the
+// token rows the transaction deferred first.
 //
 // Inside a transaction it never takes a second connection from the pool: if
 // every other connection is held by requests waiting for this transaction's
@@ -221,6 +223,10 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 		return nil, err
 	}
 	if tx != nil {
+		// The rows the transaction deferred go before its statement.
+		if err := s.sendTokenRows(ctx); err != nil {
+			return nil, err
+		}
 		if ok {
 			return tx.StmtxContext(ctx, st), nil
 		}
@@ -291,9 +297,6 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 		return nil, err
 	}
 	defer unlock()
-	if err := s.sendTokenRows(ctx); err != nil {
-		return nil, err
-	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -348,9 +351,6 @@ func (s *Store) lockWrite(ctx context.Context) (func(), error) {
 }
 
 func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
-	if err := s.sendTokenRows(ctx); err != nil {
-		return err
-	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return err
@@ -364,9 +364,6 @@ func (s *Store) get(ctx context.Context, dest any, query string, args ...any) er
 }
 
 func (s *Store) selectAll(ctx context.Context, dest any, query string, args ...any) error {
-	if err := s.sendTokenRows(ctx); err != nil {
-		return err
-	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return err

@@ -98,8 +98,9 @@ func deferTokenRow(ctx context.Context, args []any) bool {
 	return true
 }
 
-// sendTokenRows writes the rows ctx's transaction has deferred. Every
-// statement in a transaction calls it first.
+// sendTokenRows writes the rows ctx's transaction has deferred; stmt calls
+// it before each of the transaction's statements, and Commit before the
+// commit.
 func (s *Store) sendTokenRows(ctx context.Context) error {
 	t := txFrom(ctx)
 	if t == nil || t.n == 0 {
