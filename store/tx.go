@@ -39,15 +39,14 @@ type txn struct {
 	// after a failed commit, and SQLite's write lock must be released
 	// once.
 	ended bool
-	// args holds rows of tokenColumns stored but not yet sent, n of them.
-	// They go to the database as one multi-row INSERT just before the
+	// args holds rows of tokenColumns stored but not yet sent, one after
+	// the other (tokenColumnCount values a row). They go to the database as one multi-row INSERT just before the
 	// transaction's next statement, or its commit: a code exchange or a
 	// refresh stores two or three tokens, and each INSERT would otherwise
 	// be a round trip of its own. Sending them before any other statement
 	// keeps the transaction reading its own writes, and failures still
 	// come before the commit.
 	args []any
-	n    int
 }
 
 func txFrom(ctx context.Context) *txn {
@@ -94,7 +93,6 @@ func deferTokenRow(ctx context.Context, args []any) bool {
 		return false
 	}
 	t.args = append(t.args, args...)
-	t.n++
 	return true
 }
 
@@ -103,11 +101,11 @@ func deferTokenRow(ctx context.Context, args []any) bool {
 // commit.
 func (s *Store) sendTokenRows(ctx context.Context) error {
 	t := txFrom(ctx)
-	if t == nil || t.n == 0 {
+	if t == nil || len(t.args) == 0 {
 		return nil
 	}
-	args, n := t.args, t.n
-	t.args, t.n = nil, 0
+	args, n := t.args, len(t.args)/tokenColumnCount
+	t.args = nil
 	if _, err := s.exec(ctx, s.tokens.query(n), args...); err != nil {
 		return fmt.Errorf("store %d token rows: %w", n, err)
 	}
@@ -137,8 +135,7 @@ func (s *Store) Commit(ctx context.Context) error {
 		return errors.New("commit: the transaction has ended")
 	}
 	if err := s.sendTokenRows(ctx); err != nil {
-		st.end()
-		_ = s.rollback(st.txn)
+		_ = s.Rollback(ctx)
 		return fmt.Errorf("commit: %w", err)
 	}
 	st.end()
@@ -163,25 +160,20 @@ func (s *Store) Rollback(ctx context.Context) error {
 		return nil
 	}
 	st.end()
-	return s.rollback(st.txn)
+	if st.tx == nil {
+		return nil // it never ran a statement
+	}
+	defer s.unlockWrites()
+	if err := st.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
 }
 
 // end marks t ended and drops the rows it had not sent.
 func (t *txn) end() {
 	t.ended = true
-	t.args, t.n = nil, 0
-}
-
-// rollback rolls back t in the database, if it started there.
-func (s *Store) rollback(t *txn) error {
-	if t.tx == nil {
-		return nil
-	}
-	defer s.unlockWrites()
-	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
-		return fmt.Errorf("rollback: %w", err)
-	}
-	return nil
+	t.args = nil
 }
 
 func (s *Store) unlockWrites() {
